@@ -1,0 +1,1 @@
+//! Configuration (zun.conf INI + environment overrides).
