@@ -1,1 +1,491 @@
-//! Configuration (zun.conf INI + environment overrides).
+//! Configuration: the same `zun.conf` (INI) that zun-compute reads, through the `config`
+//! crate, plus `ZUN_<SECTION>__<KEY>` environment overrides.
+//!
+//! - `--config-file` may be given several times; later files override earlier ones, as in
+//!   oslo.config.
+//! - Section names are as in zun.conf: `DEFAULT` in capitals, the others lower case.
+//!   `ZUN_DEFAULT__HOST=node1` overrides `[DEFAULT] host`, and
+//!   `ZUN_OSLO_MESSAGING_RABBIT__AMQP_DURABLE_QUEUES=true` overrides that key.
+//! - Options we do not know are ignored, with a debug line each.
+//! - A malformed value stops start-up with an error naming the file, section, key and the
+//!   expected type.
+use serde::{Deserialize, Deserializer, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid INI: {detail}")]
+    Syntax { path: PathBuf, detail: String },
+    #[error("bad value for [{section}] {key}{origin}: {detail}")]
+    BadValue { section: String, key: String, origin: String, detail: String },
+    #[error("configuration error: {0}")]
+    Other(String),
+}
+
+fn default_host() -> String {
+    hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+/// An oslo `ListOpt`: a comma-separated string in the INI file.
+fn list_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum L {
+        S(String),
+        V(Vec<String>),
+    }
+    Ok(match L::deserialize(d)? {
+        L::S(s) => s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect(),
+        L::V(v) => v,
+    })
+}
+
+/// `[DEFAULT]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DefaultSection {
+    /// RPC server name, `container.host`, `zun_service.host`, `compute_node.hostname`.
+    pub host: String,
+    pub transport_url: Option<String>,
+    pub control_exchange: String,
+    /// How often the heartbeat, inventory and state sync run (seconds).
+    pub periodic_interval_max: u64,
+    pub service_down_time: u64,
+    pub sync_container_state_interval: i64,
+    pub rpc_response_timeout: u64,
+    pub default_availability_zone: String,
+    pub container_runtime: String,
+    pub default_disk: i64,
+    pub default_memory_swap: i64,
+    pub state_path: String,
+    pub my_ip: Option<String>,
+    pub debug: bool,
+    /// `json` for JSON log lines; anything else for text.
+    pub log_format: String,
+    pub auth_encryption_key: String,
+}
+
+impl Default for DefaultSection {
+    fn default() -> Self {
+        DefaultSection {
+            host: default_host(),
+            transport_url: None,
+            control_exchange: "zun".into(),
+            periodic_interval_max: 60,
+            service_down_time: 180,
+            sync_container_state_interval: 60,
+            rpc_response_timeout: 60,
+            default_availability_zone: "nova".into(),
+            container_runtime: "runc".into(),
+            default_disk: 10,
+            default_memory_swap: -1,
+            state_path: "/var/lib/zun".into(),
+            my_ip: None,
+            debug: false,
+            log_format: "text".into(),
+            auth_encryption_key: "notgood but just long enough i t".into(),
+        }
+    }
+}
+
+/// `[oslo_messaging_rabbit]`: the options that change the wire, as oslo.messaging reads them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RabbitSection {
+    pub amqp_durable_queues: bool,
+    pub amqp_auto_delete: bool,
+    pub rabbit_ha_queues: bool,
+    pub rabbit_quorum_queue: bool,
+    pub rabbit_transient_quorum_queue: bool,
+    pub rabbit_quorum_delivery_limit: i64,
+    pub rabbit_quorum_max_memory_length: i64,
+    pub rabbit_quorum_max_memory_bytes: i64,
+    pub rabbit_transient_queues_ttl: i64,
+    /// 0 means oslo's default (no Basic.Qos); we then use `[compute] prefetch`.
+    pub rabbit_qos_prefetch_count: u16,
+    pub enable_cancel_on_failover: bool,
+    pub heartbeat_timeout_threshold: u16,
+    pub kombu_missing_consumer_retry_timeout: u64,
+    pub rabbit_retry_interval: f64,
+    pub rabbit_retry_backoff: f64,
+    pub rabbit_interval_max: f64,
+    pub ssl: bool,
+    pub ssl_ca_file: Option<String>,
+}
+
+impl Default for RabbitSection {
+    fn default() -> Self {
+        RabbitSection {
+            amqp_durable_queues: false,
+            amqp_auto_delete: false,
+            rabbit_ha_queues: false,
+            rabbit_quorum_queue: false,
+            rabbit_transient_quorum_queue: false,
+            rabbit_quorum_delivery_limit: 0,
+            rabbit_quorum_max_memory_length: 0,
+            rabbit_quorum_max_memory_bytes: 0,
+            rabbit_transient_queues_ttl: 1800,
+            rabbit_qos_prefetch_count: 0,
+            enable_cancel_on_failover: false,
+            heartbeat_timeout_threshold: 60,
+            kombu_missing_consumer_retry_timeout: 60,
+            rabbit_retry_interval: 1.0,
+            rabbit_retry_backoff: 2.0,
+            rabbit_interval_max: 30.0,
+            ssl: false,
+            ssl_ca_file: None,
+        }
+    }
+}
+
+/// `[docker]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DockerSection {
+    pub api_url: String,
+    pub docker_remote_api_version: String,
+    pub default_timeout: u64,
+    pub execute_timeout: u64,
+    pub docker_remote_api_host: Option<String>,
+    pub docker_remote_api_port: u16,
+    pub docker_remote_api_url: Option<String>,
+    pub default_registry: Option<String>,
+    pub default_registry_username: Option<String>,
+    pub default_registry_password: Option<String>,
+    /// Docker network for containers without Neutron networks (ours; zun uses kuryr).
+    pub default_network: String,
+}
+
+impl Default for DockerSection {
+    fn default() -> Self {
+        DockerSection {
+            api_url: "unix:///var/run/docker.sock".into(),
+            docker_remote_api_version: "1.26".into(),
+            default_timeout: 60,
+            execute_timeout: 5,
+            docker_remote_api_host: None,
+            docker_remote_api_port: 2375,
+            docker_remote_api_url: None,
+            default_registry: None,
+            default_registry_username: None,
+            default_registry_password: None,
+            default_network: "bridge".into(),
+        }
+    }
+}
+
+/// `[database]`
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSection {
+    /// zun's SQLAlchemy URL (`mysql+pymysql://...`); unset means the embedded SQLite store.
+    pub connection: Option<String>,
+    /// Where the embedded store lives (ours); default `$state_path/zun-compute-rs.sqlite`.
+    pub sqlite_path: Option<String>,
+}
+
+/// `[compute]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ComputeSection {
+    pub topic: String,
+    pub reserve_disk_for_image: f64,
+    pub cpu_allocation_ratio: Option<f64>,
+    pub ram_allocation_ratio: Option<f64>,
+    pub resume_container_state: bool,
+    /// Containers operated on at once (different UUIDs); like nova's max concurrent builds.
+    pub max_concurrent_operations: usize,
+    /// Unacknowledged deliveries per consumer when `rabbit_qos_prefetch_count` is 0.
+    pub prefetch: u16,
+    /// Seconds SIGTERM waits for in-flight operations (nova: 160 of systemd's 180).
+    pub graceful_shutdown_timeout: u64,
+    /// Remove Docker containers named `zun-*` that the store does not know, at start-up.
+    pub remove_orphans: bool,
+}
+
+impl Default for ComputeSection {
+    fn default() -> Self {
+        ComputeSection {
+            topic: "zun-compute".into(),
+            reserve_disk_for_image: 0.2,
+            cpu_allocation_ratio: None,
+            ram_allocation_ratio: None,
+            resume_container_state: false,
+            max_concurrent_operations: 16,
+            prefetch: 64,
+            graceful_shutdown_timeout: 160,
+            remove_orphans: false,
+        }
+    }
+}
+
+/// `[oslo_messaging_notifications]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotificationsSection {
+    #[serde(deserialize_with = "list_opt")]
+    pub driver: Vec<String>,
+    #[serde(deserialize_with = "list_opt")]
+    pub topics: Vec<String>,
+    pub transport_url: Option<String>,
+}
+
+impl Default for NotificationsSection {
+    fn default() -> Self {
+        NotificationsSection { driver: vec!["messagingv2".into()], topics: vec!["notifications".into()], transport_url: None }
+    }
+}
+
+impl NotificationsSection {
+    /// Notifications are off when no driver is set or the driver is `noop`.
+    pub fn enabled(&self) -> bool {
+        self.driver.iter().any(|d| d != "noop")
+    }
+}
+
+/// `[admin]` (ours): the health and metrics listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdminSection {
+    /// `host:port`; empty disables the listener.
+    pub listen: String,
+}
+
+impl Default for AdminSection {
+    fn default() -> Self {
+        AdminSection { listen: "127.0.0.1:9512".into() }
+    }
+}
+
+/// The whole effective configuration.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Settings {
+    #[serde(rename = "DEFAULT", default)]
+    pub default: DefaultSection,
+    #[serde(default)]
+    pub oslo_messaging_rabbit: RabbitSection,
+    #[serde(default)]
+    pub docker: DockerSection,
+    #[serde(default)]
+    pub database: DatabaseSection,
+    #[serde(default)]
+    pub compute: ComputeSection,
+    #[serde(default)]
+    pub oslo_messaging_notifications: NotificationsSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+}
+
+/// Keys whose values are secrets, never printed.
+const SECRET_KEYS: &[&str] = &["password", "auth_encryption_key", "default_registry_password", "auth_token"];
+
+impl Settings {
+    /// Loads the files in order, then the `ZUN_*` overrides from `env`.
+    pub fn load<P: AsRef<Path>>(files: &[P], env: impl IntoIterator<Item = (String, String)>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        for f in files {
+            let path = f.as_ref();
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+            // Check the syntax ourselves first, so the error names the file.
+            if let Err(e) = ini::Ini::load_from_str(&text) {
+                return Err(ConfigError::Syntax { path: path.into(), detail: e.to_string() });
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Ini));
+        }
+        for (k, v) in env {
+            if let Some((section, key)) = env_key(&k) {
+                builder = builder
+                    .set_override(format!("{section}.{key}"), v)
+                    .map_err(|e| ConfigError::Other(e.to_string()))?;
+            }
+        }
+        let cfg = builder.build().map_err(config_error)?;
+        let raw: BTreeMap<String, config::Value> = cfg.clone().try_deserialize().unwrap_or_default();
+        let settings: Settings = cfg.try_deserialize().map_err(config_error)?;
+        settings.log_unknown(&raw);
+        Ok(settings)
+    }
+
+    /// Debug-logs the options present in the files that this worker does not use.
+    fn log_unknown(&self, raw: &BTreeMap<String, config::Value>) {
+        let known = serde_json::to_value(self).unwrap_or_default();
+        for (section, table) in raw {
+            let Ok(table) = table.clone().into_table() else { continue };
+            let known_section = known.get(section).and_then(|s| s.as_object());
+            for key in table.keys() {
+                if !known_section.is_some_and(|s| s.contains_key(key)) {
+                    tracing::debug!(section = %section, key = %key, "ignoring unknown option");
+                }
+            }
+        }
+    }
+
+    /// The effective configuration as INI text, with secrets masked (for `check-config`).
+    pub fn to_masked_ini(&self) -> String {
+        let v = serde_json::to_value(self).unwrap_or_default();
+        let mut out = String::new();
+        if let Some(sections) = v.as_object() {
+            for (section, table) in sections {
+                out.push_str(&format!("[{section}]\n"));
+                if let Some(t) = table.as_object() {
+                    for (k, v) in t {
+                        let shown = match v {
+                            serde_json::Value::Null => continue,
+                            serde_json::Value::String(s) => mask_value(k, s),
+                            serde_json::Value::Array(a) => {
+                                a.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(",")
+                            }
+                            other => other.to_string(),
+                        };
+                        out.push_str(&format!("{k} = {shown}\n"));
+                    }
+                }
+                out.push('\n');
+            }
+        }
+        out
+    }
+
+    /// Path of the embedded SQLite store.
+    pub fn sqlite_path(&self) -> PathBuf {
+        match &self.database.sqlite_path {
+            Some(p) => PathBuf::from(p),
+            None => Path::new(&self.default.state_path).join("zun-compute-rs.sqlite"),
+        }
+    }
+
+    /// The heartbeat / inventory / sync period.
+    pub fn periodic_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.default.periodic_interval_max.max(1))
+    }
+}
+
+/// Masks secrets: whole values for secret keys, and the password part of URLs.
+pub fn mask_value(key: &str, value: &str) -> String {
+    if SECRET_KEYS.iter().any(|s| key.ends_with(s)) {
+        return "***".into();
+    }
+    mask_url_password(value)
+}
+
+/// `scheme://user:secret@host` → `scheme://user:***@host` (every host of a multi-host URL).
+pub fn mask_url_password(value: &str) -> String {
+    let Some(scheme_end) = value.find("://") else { return value.to_string() };
+    let (head, rest) = value.split_at(scheme_end + 3);
+    let (hosts, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let masked: Vec<String> = hosts
+        .split(',')
+        .map(|h| match h.rfind('@') {
+            Some(at) => {
+                let (cred, host) = h.split_at(at);
+                match cred.find(':') {
+                    Some(c) => format!("{}:***{}", &cred[..c], host),
+                    None => h.to_string(),
+                }
+            }
+            None => h.to_string(),
+        })
+        .collect();
+    format!("{head}{}{tail}", masked.join(","))
+}
+
+/// `ZUN_DEFAULT__HOST` → (`DEFAULT`, `host`); other sections lower case.
+fn env_key(name: &str) -> Option<(String, String)> {
+    let rest = name.strip_prefix("ZUN_")?;
+    let (section, key) = rest.split_once("__")?;
+    if section.is_empty() || key.is_empty() {
+        return None;
+    }
+    let section = if section.eq_ignore_ascii_case("DEFAULT") { "DEFAULT".to_string() } else { section.to_ascii_lowercase() };
+    Some((section, key.to_ascii_lowercase()))
+}
+
+/// Turns the `config` crate's error into one naming the section, key, file and expected type.
+fn config_error(e: config::ConfigError) -> ConfigError {
+    match e {
+        config::ConfigError::Type { origin, unexpected, expected, key } => {
+            let key = key.unwrap_or_default();
+            let (section, key) = match key.split_once('.') {
+                Some((s, k)) => (s.to_string(), k.to_string()),
+                None => (String::new(), key),
+            };
+            ConfigError::BadValue {
+                section,
+                key,
+                origin: origin.map(|o| format!(" in {o}")).unwrap_or_default(),
+                detail: format!("invalid value {unexpected}, expected {expected}"),
+            }
+        }
+        other => ConfigError::Other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+        f
+    }
+
+    #[test]
+    fn env_keys_map_to_sections() {
+        assert_eq!(env_key("ZUN_DEFAULT__HOST"), Some(("DEFAULT".into(), "host".into())));
+        assert_eq!(
+            env_key("ZUN_OSLO_MESSAGING_RABBIT__AMQP_DURABLE_QUEUES"),
+            Some(("oslo_messaging_rabbit".into(), "amqp_durable_queues".into()))
+        );
+        assert_eq!(env_key("ZUNX"), None);
+        assert_eq!(env_key("HOME"), None);
+    }
+
+    #[test]
+    fn defaults_without_files() {
+        let s = Settings::load::<&Path>(&[], Vec::new()).unwrap();
+        assert_eq!(s.default.control_exchange, "zun");
+        assert_eq!(s.compute.topic, "zun-compute");
+        assert!(!s.default.host.is_empty());
+        assert_eq!(s.oslo_messaging_rabbit.rabbit_transient_queues_ttl, 1800);
+    }
+
+    #[test]
+    fn later_files_and_env_override() {
+        let a = write("[DEFAULT]\nhost = a\nperiodic_interval_max = 30\n[database]\nconnection = mysql+pymysql://zun:secret@127.0.0.1/zun?charset=utf8\n");
+        let b = write("[DEFAULT]\nhost = b\n[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = notifications,extra\n");
+        let s = Settings::load(&[a.path(), b.path()], vec![("ZUN_OSLO_MESSAGING_RABBIT__AMQP_DURABLE_QUEUES".into(), "true".into())]).unwrap();
+        assert_eq!(s.default.host, "b");
+        assert_eq!(s.default.periodic_interval_max, 30);
+        assert!(s.oslo_messaging_rabbit.amqp_durable_queues);
+        assert_eq!(s.oslo_messaging_notifications.topics, vec!["notifications", "extra"]);
+        let shown = s.to_masked_ini();
+        assert!(shown.contains("mysql+pymysql://zun:***@127.0.0.1/zun?charset=utf8"), "{shown}");
+        assert!(!shown.contains("secret"));
+    }
+
+    #[test]
+    fn malformed_value_names_file_section_key() {
+        let a = write("[DEFAULT]\nperiodic_interval_max = often\n");
+        let err = Settings::load(&[a.path()], Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("periodic_interval_max"), "{err}");
+        assert!(err.contains("DEFAULT"), "{err}");
+        assert!(err.contains(&a.path().display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn masks_multi_host_urls() {
+        assert_eq!(
+            mask_url_password("rabbit://u:p1@h1:5672,u:p2@h2:5672/vh"),
+            "rabbit://u:***@h1:5672,u:***@h2:5672/vh"
+        );
+        assert_eq!(mask_value("default_registry_password", "x"), "***");
+    }
+}

@@ -18,11 +18,14 @@
 
 pub mod admin;
 pub mod amqp;
+pub mod cli;
 pub mod compute;
 pub mod config;
 pub mod docker;
 pub mod events;
+pub mod logging;
 pub mod oslo;
 pub mod periodic;
 pub mod rpc;
 pub mod store;
+pub mod worker;

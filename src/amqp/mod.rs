@@ -1,1 +1,139 @@
-//! See lib.rs for this module's role.
+//! The only module that touches lapin: broker connections with failover across the hosts
+//! of `transport_url`, oslo's topology, consumers, publisher confirms and replies.
+pub mod client;
+pub mod publisher;
+pub mod server;
+pub mod url;
+
+pub use publisher::{oslo_properties, Publisher, Settled};
+pub use server::RpcServer;
+pub use url::{parse_transport_url, BrokerAddr, UrlError};
+
+use crate::config::Settings;
+use crate::oslo::topology::{ArgValue, RabbitOptions};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{Connection, ConnectionProperties};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("transport_url: {0}")]
+    Url(#[from] UrlError),
+    #[error("no transport_url configured ([DEFAULT] transport_url)")]
+    NoTransport,
+    #[error("cannot connect to any broker ({tried}): {last}")]
+    Connect { tried: String, last: String },
+    #[error("AMQP: {0}")]
+    Lapin(#[from] lapin::Error),
+    #[error("consumer on {0} was cancelled by the broker")]
+    ConsumerCancelled(String),
+    #[error("reply to {reply_q} abandoned: {reason}")]
+    ReplyAbandoned { reply_q: String, reason: String },
+}
+
+/// Everything the AMQP layer needs, derived from the configuration.
+#[derive(Debug)]
+pub struct AmqpSettings {
+    pub brokers: Vec<BrokerAddr>,
+    pub exchange: String,
+    pub topic: String,
+    pub server: String,
+    pub rabbit: RabbitOptions,
+    /// Unacknowledged deliveries per listening channel.
+    pub prefetch: u16,
+    pub heartbeat: u16,
+    /// How long a reply is retried while its queue is missing.
+    pub reply_retry: Duration,
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    pub notification_exchange_durable: bool,
+    next_broker: AtomicUsize,
+}
+
+impl AmqpSettings {
+    pub fn from_config(s: &Settings) -> Result<Self, AmqpError> {
+        let url = s.default.transport_url.as_deref().ok_or(AmqpError::NoTransport)?;
+        let r = &s.oslo_messaging_rabbit;
+        let brokers = parse_transport_url(url, r.ssl)?;
+        let rabbit = RabbitOptions {
+            amqp_durable_queues: r.amqp_durable_queues,
+            amqp_auto_delete: r.amqp_auto_delete,
+            rabbit_ha_queues: r.rabbit_ha_queues,
+            rabbit_quorum_queue: r.rabbit_quorum_queue,
+            rabbit_transient_quorum_queue: r.rabbit_transient_quorum_queue,
+            rabbit_quorum_delivery_limit: r.rabbit_quorum_delivery_limit,
+            rabbit_quorum_max_memory_length: r.rabbit_quorum_max_memory_length,
+            rabbit_quorum_max_memory_bytes: r.rabbit_quorum_max_memory_bytes,
+            rabbit_transient_queues_ttl: r.rabbit_transient_queues_ttl,
+            rabbit_qos_prefetch_count: r.rabbit_qos_prefetch_count as i64,
+            enable_cancel_on_failover: r.enable_cancel_on_failover,
+        };
+        let prefetch = if r.rabbit_qos_prefetch_count > 0 { r.rabbit_qos_prefetch_count } else { s.compute.prefetch };
+        Ok(AmqpSettings {
+            brokers,
+            exchange: s.default.control_exchange.clone(),
+            topic: s.compute.topic.clone(),
+            server: s.default.host.clone(),
+            notification_exchange_durable: r.amqp_durable_queues || r.rabbit_quorum_queue,
+            rabbit,
+            prefetch,
+            heartbeat: r.heartbeat_timeout_threshold,
+            reply_retry: Duration::from_secs(r.kombu_missing_consumer_retry_timeout),
+            retry_min: Duration::from_secs_f64(r.rabbit_retry_interval.max(0.05)),
+            retry_max: Duration::from_secs_f64(r.rabbit_interval_max.max(0.1)),
+            next_broker: AtomicUsize::new(0),
+        })
+    }
+
+    /// Backoff between connection rounds: exponential with jitter, unbounded count.
+    pub fn backoff(&self) -> impl Iterator<Item = Duration> {
+        use backon::BackoffBuilder;
+        backon::ExponentialBuilder::default()
+            .with_min_delay(self.retry_min)
+            .with_max_delay(self.retry_max)
+            .with_jitter()
+            .without_max_times()
+            .build()
+    }
+}
+
+/// Connects to the first broker that answers, starting after the last one that worked.
+pub(crate) async fn connect_any(settings: &AmqpSettings, purpose: &str) -> Result<(Connection, BrokerAddr), AmqpError> {
+    let n = settings.brokers.len();
+    let start = settings.next_broker.load(Ordering::Relaxed);
+    let mut last = String::new();
+    for i in 0..n {
+        let idx = (start + i) % n;
+        let addr = &settings.brokers[idx];
+        let name = format!("zun-compute-rs:{}:{}", std::process::id(), purpose);
+        let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+        match tokio::time::timeout(Duration::from_secs(10), Connection::connect(&addr.uri(settings.heartbeat), props)).await {
+            Ok(Ok(conn)) => {
+                settings.next_broker.store(idx, Ordering::Relaxed);
+                tracing::info!(broker = %addr.display(), purpose, "connected to broker");
+                return Ok((conn, addr.clone()));
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = "timed out after 10 s".into(),
+        }
+        tracing::warn!(broker = %addr.display(), purpose, error = %last, "broker connection failed");
+    }
+    settings.next_broker.store((start + 1) % n.max(1), Ordering::Relaxed);
+    let tried = settings.brokers.iter().map(BrokerAddr::display).collect::<Vec<_>>().join(", ");
+    Err(AmqpError::Connect { tried, last })
+}
+
+/// oslo's queue arguments as an AMQP field table, with the same value types.
+pub(crate) fn field_table(args: &[(String, ArgValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in args {
+        let v = match v {
+            ArgValue::I32(i) => AMQPValue::LongInt(*i),
+            ArgValue::Str(s) => AMQPValue::LongString(LongString::from(s.as_str())),
+            ArgValue::Bool(b) => AMQPValue::Boolean(*b),
+        };
+        t.insert(ShortString::from(k.as_str()), v);
+    }
+    t
+}

@@ -1,0 +1,168 @@
+//! The sending side: one connection of its own (as oslo keeps listening and sending
+//! apart), its channel in publisher-confirm mode. Replies go to the default exchange,
+//! mandatory, and are retried while the broker returns them NO_ROUTE.
+use super::{connect_any, AmqpError, AmqpSettings};
+use crate::oslo;
+use crate::rpc::ReplyTo;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::types::{FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+/// How the broker settled one publish.
+#[derive(Debug, PartialEq)]
+pub enum Settled {
+    Acked,
+    /// Basic.Return, e.g. 312 NO_ROUTE when the reply queue is gone.
+    Returned { code: u16, text: String },
+    Nacked,
+}
+
+pub struct Publisher {
+    settings: Arc<AmqpSettings>,
+    conn: Mutex<Option<(Connection, Channel)>>,
+}
+
+/// oslo's message properties: application/json, utf-8, empty headers, persistent, priority 0.
+pub fn oslo_properties(expiration_ms: Option<u64>) -> BasicProperties {
+    let p = BasicProperties::default()
+        .with_content_type(ShortString::from("application/json"))
+        .with_content_encoding(ShortString::from("utf-8"))
+        .with_headers(FieldTable::default())
+        .with_delivery_mode(2)
+        .with_priority(0);
+    match expiration_ms {
+        Some(ms) => p.with_expiration(ShortString::from(ms.to_string())),
+        None => p,
+    }
+}
+
+impl Publisher {
+    pub fn new(settings: Arc<AmqpSettings>) -> Self {
+        Publisher { settings, conn: Mutex::new(None) }
+    }
+
+    /// The confirm-mode channel, (re)connecting when needed.
+    async fn channel(&self) -> Result<Channel, AmqpError> {
+        let mut guard = self.conn.lock().await;
+        if let Some((conn, ch)) = guard.as_ref() {
+            if conn.status().connected() && ch.status().connected() {
+                return Ok(ch.clone());
+            }
+        }
+        let (conn, _) = connect_any(&self.settings, "send").await?;
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        *guard = Some((conn, ch.clone()));
+        Ok(ch)
+    }
+
+    async fn reset(&self) {
+        *self.conn.lock().await = None;
+    }
+
+    /// Publishes once and waits for the broker's confirm.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        props: BasicProperties,
+        mandatory: bool,
+    ) -> Result<Settled, AmqpError> {
+        let ch = self.channel().await?;
+        let res = async {
+            let confirm = ch
+                .basic_publish(
+                    ShortString::from(exchange),
+                    ShortString::from(routing_key),
+                    BasicPublishOptions { mandatory, immediate: false },
+                    body,
+                    props,
+                )
+                .await?
+                .await?;
+            Ok::<_, lapin::Error>(confirm)
+        }
+        .await;
+        match res {
+            Ok(confirm) => {
+                if confirm.is_nack() {
+                    return Ok(Settled::Nacked);
+                }
+                match confirm.take_message() {
+                    Some(ret) => Ok(Settled::Returned { code: ret.reply_code, text: ret.reply_text.to_string() }),
+                    None => Ok(Settled::Acked),
+                }
+            }
+            Err(e) => {
+                self.reset().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Sends one reply to a caller's `_reply_q`, retrying every 0.25 s while the
+    /// queue is missing (NO_ROUTE) or the broker is unreachable, until `deadline`.
+    pub async fn send_reply(&self, to: &ReplyTo, reply: &oslo::Reply, deadline: Instant) -> Result<(), AmqpError> {
+        let body = oslo::encode_envelope(&reply.to_map());
+        loop {
+            let outcome = self.publish("", &to.reply_q, &body, oslo_properties(None), true).await;
+            let retry = match &outcome {
+                Ok(Settled::Acked) => return Ok(()),
+                Ok(Settled::Returned { code, text }) => format!("returned {code} {text}"),
+                Ok(Settled::Nacked) => "nacked".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() >= deadline {
+                return Err(AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason: retry });
+            }
+            tracing::debug!(reply_q = %to.reply_q, msg_id = %to.msg_id, reason = %retry, "reply not delivered yet, retrying");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Declares a notification queue `<topic>.<priority>` bound on the control exchange,
+    /// as oslo's notifier does before its first send, then publishes.
+    pub async fn notify(&self, exchange: &str, queue: &oslo::topology::QueueSpec, body: &[u8]) -> Result<Settled, AmqpError> {
+        let ch = self.channel().await?;
+        let declared = async {
+            ch.exchange_declare(
+                ShortString::from(exchange),
+                lapin::ExchangeKind::Topic,
+                ExchangeDeclareOptions { durable: self.settings.notification_exchange_durable, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+            ch.queue_declare(
+                ShortString::from(queue.name.as_str()),
+                QueueDeclareOptions { durable: queue.durable, auto_delete: queue.auto_delete, exclusive: queue.exclusive, ..Default::default() },
+                super::field_table(&queue.arguments),
+            )
+            .await?;
+            ch.queue_bind(
+                ShortString::from(queue.name.as_str()),
+                ShortString::from(exchange),
+                ShortString::from(queue.name.as_str()),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            Ok::<_, lapin::Error>(())
+        }
+        .await;
+        if let Err(e) = declared {
+            self.reset().await;
+            return Err(e.into());
+        }
+        self.publish(exchange, &queue.name, body, oslo_properties(None), false).await
+    }
+
+    pub async fn close(&self) {
+        if let Some((conn, _)) = self.conn.lock().await.take() {
+            let _ = conn.close(200, ShortString::from("shutdown")).await;
+        }
+    }
+}

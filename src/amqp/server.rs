@@ -1,0 +1,332 @@
+//! The RPC server: declares oslo's topology for `<topic>` / `<topic>.<server>` / the fanout
+//! exchange, consumes the three queues, and settles every delivery once its outcome is
+//! known (after the method finished and its reply was confirmed): at-least-once, where
+//! oslo acknowledges before running.
+//!
+//! The connection is supervised: on any broker error it reconnects (next host of
+//! `transport_url`, exponential backoff with jitter), declares the topology again and
+//! resumes consuming.
+use super::{connect_any, field_table, AmqpError, AmqpSettings, Publisher};
+use crate::admin::{Health, Metrics};
+use crate::oslo;
+use crate::rpc::{Dispatcher, Disposition, ReplyTo, RpcError, Running};
+use futures_util::StreamExt;
+use lapin::acker::Acker;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{Channel, ExchangeKind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// Counts deliveries whose handling has not finished yet.
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+    async fn wait_idle(&self, deadline: Instant) -> bool {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
+                return self.count.load(Ordering::SeqCst) == 0;
+            }
+        }
+    }
+}
+
+struct InFlightGuard(Arc<InFlight>);
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+pub struct RpcServer {
+    settings: Arc<AmqpSettings>,
+    dispatcher: Arc<Dispatcher>,
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    fanout_queue: String,
+    in_flight: Arc<InFlight>,
+}
+
+impl RpcServer {
+    pub fn new(
+        settings: Arc<AmqpSettings>,
+        dispatcher: Arc<Dispatcher>,
+        publisher: Arc<Publisher>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
+        let fanout_queue = oslo::topology::fanout_queue_name(&settings.topic, &uuid::Uuid::new_v4().simple().to_string());
+        RpcServer { settings, dispatcher, publisher, metrics, health, fanout_queue, in_flight: Arc::new(InFlight::default()) }
+    }
+
+    /// Consumes until `stop` turns true, then stops consuming, waits up to `drain` for
+    /// the deliveries in hand to finish, deletes the fanout queue and disconnects.
+    /// `ready` is sent once the first time the topology is declared and consuming.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration, ready: Option<tokio::sync::oneshot::Sender<()>>) {
+        let mut backoff = self.settings.backoff();
+        let mut ready = ready;
+        loop {
+            if *stop.borrow() {
+                return;
+            }
+            match self.session(&mut stop, drain, &mut ready).await {
+                Ok(()) => return,
+                Err(e) => {
+                    Health::set(&self.health.broker_consuming, false);
+                    self.metrics.amqp_reconnects.inc();
+                    let wait = backoff.next().unwrap_or(self.settings.retry_max);
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "RPC server lost the broker; reconnecting");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn session(
+        &self,
+        stop: &mut watch::Receiver<bool>,
+        drain: Duration,
+        ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+    ) -> Result<(), AmqpError> {
+        let (conn, addr) = connect_any(&self.settings, "listen").await?;
+        let ch = conn.create_channel().await?;
+        let queues = self.declare(&ch).await?;
+        ch.basic_qos(self.settings.prefetch, BasicQosOptions::default()).await?;
+        let consume_args = field_table(&oslo::topology::consume_arguments(&self.settings.rabbit));
+        let mut consumers = Vec::new();
+        for (i, q) in queues.iter().enumerate() {
+            let c = ch
+                .basic_consume(
+                    ShortString::from(q.as_str()),
+                    ShortString::from((i + 1).to_string()),
+                    BasicConsumeOptions::default(),
+                    consume_args.clone(),
+                )
+                .await?;
+            consumers.push(c.map(move |d| (i, d)));
+        }
+        Health::set(&self.health.broker_consuming, true);
+        tracing::info!(broker = %addr.display(), queues = ?queues, prefetch = self.settings.prefetch, "consuming");
+        if let Some(tx) = ready.take() {
+            let _ = tx.send(());
+        }
+        let mut merged = futures_util::stream::select_all(consumers);
+        loop {
+            tokio::select! {
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                item = merged.next() => match item {
+                    Some((_, Ok(delivery))) => self.on_delivery(delivery),
+                    Some((i, Err(e))) => {
+                        tracing::warn!(queue = %queues[i], error = %e, "consumer error");
+                        return Err(e.into());
+                    }
+                    None => return Err(AmqpError::ConsumerCancelled(queues.join(","))),
+                },
+            }
+        }
+        // Graceful stop: no new deliveries; what we hold finishes or goes back.
+        Health::set(&self.health.broker_consuming, false);
+        for i in 0..queues.len() {
+            let _ = ch.basic_cancel(ShortString::from((i + 1).to_string()), BasicCancelOptions::default()).await;
+        }
+        let drained = self.in_flight.wait_idle(Instant::now() + drain).await;
+        if !drained {
+            tracing::warn!(left = self.in_flight.count.load(Ordering::SeqCst), "drain time over; unacknowledged deliveries return to their queues");
+        }
+        let _ = ch.queue_delete(ShortString::from(self.fanout_queue.as_str()), QueueDeleteOptions::default()).await;
+        let _ = conn.close(200, ShortString::from("zun-compute-rs stopping")).await;
+        Ok(())
+    }
+
+    /// Declares oslo's server topology in oslo's order; returns the queues to consume.
+    async fn declare(&self, ch: &Channel) -> Result<Vec<String>, AmqpError> {
+        let s = &self.settings;
+        let topo = oslo::topology::server_topology(&s.exchange, &s.topic, &s.server, &self.fanout_queue, &s.rabbit);
+        let mut consume = Vec::new();
+        for group in &topo.consumers {
+            let ex = &group.exchange;
+            let kind = match ex.kind {
+                oslo::topology::ExchangeKind::Topic => ExchangeKind::Topic,
+                oslo::topology::ExchangeKind::Fanout => ExchangeKind::Fanout,
+                oslo::topology::ExchangeKind::Direct => ExchangeKind::Direct,
+            };
+            ch.exchange_declare(
+                ShortString::from(ex.name.as_str()),
+                kind,
+                ExchangeDeclareOptions { durable: ex.durable, auto_delete: ex.auto_delete, ..Default::default() },
+                FieldTable::default(),
+            )
+            .await?;
+            let q = &group.queue;
+            ch.queue_declare(
+                ShortString::from(q.name.as_str()),
+                QueueDeclareOptions { durable: q.durable, auto_delete: q.auto_delete, exclusive: q.exclusive, ..Default::default() },
+                field_table(&q.arguments),
+            )
+            .await?;
+            ch.queue_bind(
+                ShortString::from(q.name.as_str()),
+                ShortString::from(ex.name.as_str()),
+                ShortString::from(group.routing_key.as_str()),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+            consume.push(q.name.clone());
+        }
+        Ok(consume)
+    }
+
+    /// Runs in arrival order: decode and submit synchronously, settle in a task.
+    fn on_delivery(&self, delivery: Delivery) {
+        let props = &delivery.properties;
+        let compression = props.headers().as_ref().and_then(|h| match h.inner().get("compression") {
+            Some(AMQPValue::LongString(s)) => Some(s.to_string()),
+            Some(AMQPValue::ShortString(s)) => Some(s.to_string()),
+            _ => None,
+        });
+        let meta = oslo::BodyMeta {
+            content_type: props.content_type().as_ref().map(|s| s.to_string()),
+            content_encoding: props.content_encoding().as_ref().map(|s| s.to_string()),
+            compression,
+        };
+        let expiration_ms = props.expiration().as_ref().and_then(|e| e.as_str().parse::<u64>().ok());
+        let disposition = self.dispatcher.accept(&meta, &delivery.data, delivery.redelivered);
+        let guard = self.in_flight.enter();
+        let publisher = self.publisher.clone();
+        let metrics = self.metrics.clone();
+        let dispatcher = self.dispatcher.clone();
+        let reply_budget = match expiration_ms {
+            Some(ms) => Duration::from_millis(ms).min(self.settings.reply_retry),
+            None => self.settings.reply_retry,
+        };
+        let acker = delivery.acker;
+        tokio::spawn(async move {
+            settle(disposition, acker, publisher, metrics, dispatcher, reply_budget).await;
+            drop(guard);
+        });
+    }
+}
+
+async fn settle(
+    disposition: Disposition,
+    acker: Acker,
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    dispatcher: Arc<Dispatcher>,
+    reply_budget: Duration,
+) {
+    match disposition {
+        Disposition::Reject { error, reply_to, failure } => {
+            metrics.message("<undecodable>", "rejected");
+            tracing::warn!(error = %error, replied = reply_to.is_some(), "rejecting undecodable message");
+            if let (Some(to), Some(f)) = (reply_to, failure) {
+                let reply = oslo::Reply::failure(&to.msg_id, &f);
+                if let Err(e) = publisher.send_reply(&to, &reply, Instant::now() + reply_budget).await {
+                    tracing::warn!(error = %e, "failure reply for an undecodable message was not delivered");
+                }
+            }
+            let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+        }
+        Disposition::Duplicate { unique_id } => {
+            metrics.message("<duplicate>", "duplicate");
+            tracing::info!(unique_id = %unique_id, "dropping duplicate message");
+            let _ = acker.ack(BasicAckOptions::default()).await;
+        }
+        Disposition::Run(run) => run_and_settle(run, acker, publisher, metrics, dispatcher, reply_budget).await,
+    }
+}
+
+async fn run_and_settle(
+    run: Running,
+    acker: Acker,
+    publisher: Arc<Publisher>,
+    metrics: Arc<Metrics>,
+    dispatcher: Arc<Dispatcher>,
+    reply_budget: Duration,
+) {
+    let Running { method, request_id, reply_to, heartbeat, unique_id, future } = run;
+    metrics.message(&method, "received");
+    let started = Instant::now();
+    let result = match (&reply_to, heartbeat) {
+        (Some(to), Some(period)) => with_heartbeats(future, to, period, &publisher).await,
+        _ => future.await,
+    };
+    let elapsed = started.elapsed().as_secs_f64();
+    if let Err(RpcError::Abandoned) = &result {
+        // Not started (shutting down): back to the queue for this or another worker.
+        if let Some(uid) = &unique_id {
+            dispatcher.forget(uid);
+        }
+        metrics.message(&method, "requeued");
+        let _ = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+        return;
+    }
+    metrics.operation(&method, result.is_ok(), elapsed);
+    let req = request_id.as_deref().unwrap_or("-");
+    match &result {
+        Ok(_) => tracing::debug!(method = %method, request_id = %req, elapsed_ms = (elapsed * 1000.0) as u64, "done"),
+        Err(e) => tracing::info!(method = %method, request_id = %req, error = %e, "method failed"),
+    }
+    if let Some(to) = &reply_to {
+        let reply = match result {
+            Ok(v) => oslo::Reply::success(&to.msg_id, v),
+            Err(e) => oslo::Reply::failure(&to.msg_id, &e.to_failure()),
+        };
+        if let Err(e) = publisher.send_reply(to, &reply, Instant::now() + reply_budget).await {
+            tracing::warn!(method = %method, request_id = %req, error = %e, "reply not delivered");
+        }
+    }
+    metrics.message(&method, "acked");
+    let _ = acker.ack(BasicAckOptions::default()).await;
+}
+
+/// oslo's call monitor: `ending: false` replies every `period` while the method runs.
+async fn with_heartbeats(
+    future: crate::rpc::MethodFuture,
+    to: &ReplyTo,
+    period: Duration,
+    publisher: &Publisher,
+) -> crate::rpc::MethodResult {
+    tokio::pin!(future);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            r = &mut future => return r,
+            _ = tick.tick() => {
+                let hb = oslo::Reply::heartbeat(&to.msg_id);
+                if let Err(e) = publisher.send_reply(to, &hb, Instant::now() + period).await {
+                    tracing::debug!(error = %e, "call-monitor heartbeat not delivered");
+                }
+            }
+        }
+    }
+}

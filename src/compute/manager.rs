@@ -1,0 +1,149 @@
+//! The compute endpoint: which method runs how (locked in the executor, or inline),
+//! and the services every operation uses.
+use super::executor::{Executor, ExecutorError};
+use super::ops;
+use crate::admin::Metrics;
+use crate::config::Settings;
+use crate::docker::DockerClient;
+use crate::events::Notifier;
+use crate::rpc::{Endpoint, MethodFuture, Request, RpcError};
+use crate::store::Store;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What operations work with.
+pub struct Services {
+    pub settings: Arc<Settings>,
+    pub store: Arc<Store>,
+    pub docker: Arc<DockerClient>,
+    pub notifier: Arc<Notifier>,
+    pub metrics: Arc<Metrics>,
+    /// `[DEFAULT] host`.
+    pub host: String,
+    /// zun's `zun-compute_resources` lock: claims and usage updates one at a time.
+    pub claims: tokio::sync::Mutex<()>,
+    /// What `docker info` told us at start (disk quota support, ...).
+    pub disk_quota_supported: bool,
+}
+
+/// How zun-compute runs a method.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mode {
+    /// A cast under the `zun-<uuid>` lock: serialized per container, in arrival order.
+    Locked,
+    /// Runs at once, without the lock (calls, image casts).
+    Inline,
+}
+
+/// The method table of zun's compute RPC API (master and queens).
+pub fn method_mode(method: &str) -> Option<Mode> {
+    use Mode::*;
+    Some(match method {
+        "container_create" | "container_delete" | "container_start" | "container_stop" | "container_reboot"
+        | "container_rebuild" | "container_pause" | "container_unpause" | "container_kill" | "resize_container"
+        | "add_security_group" | "remove_security_group" | "network_attach" | "network_detach" | "capsule_create" => Locked,
+        "container_show" | "container_logs" | "container_exec" | "container_exec_resize" | "container_update"
+        | "container_attach" | "container_resize" | "container_top" | "container_get_archive"
+        | "container_put_archive" | "container_stats" | "container_commit" | "image_pull" | "image_delete"
+        | "image_search" | "network_create" | "network_delete" | "capsule_delete" => Inline,
+        _ => return None,
+    })
+}
+
+pub struct Manager {
+    svc: Arc<Services>,
+    executor: Arc<Executor>,
+}
+
+impl Manager {
+    pub fn new(svc: Arc<Services>, executor: Arc<Executor>) -> Self {
+        Manager { svc, executor }
+    }
+
+    pub fn services(&self) -> &Arc<Services> {
+        &self.svc
+    }
+
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
+    }
+}
+
+/// The container UUID a locked method works on, as zun reads `container.uuid`.
+fn target_uuid(args: &serde_json::Map<String, Value>) -> Result<String, RpcError> {
+    let c = args.get("container").or_else(|| args.get("capsule"));
+    match c {
+        Some(v) if crate::oslo::ObjectPrimitive::is_primitive(v) => v
+            .get(crate::oslo::object::KEY_DATA)
+            .and_then(|d| d.get("uuid"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| RpcError::invalid("the container object has no uuid")),
+        Some(other) => Err(RpcError::builtin(
+            "AttributeError",
+            &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(other)),
+        )),
+        None => Err(RpcError::builtin("TypeError", "missing required argument: 'container'")),
+    }
+}
+
+impl Endpoint for Manager {
+    fn submit(&self, req: Request) -> Option<MethodFuture> {
+        let mode = method_mode(&req.method)?;
+        let svc = self.svc.clone();
+        match mode {
+            Mode::Inline => Some(Box::pin(ops::run(svc, req))),
+            Mode::Locked => {
+                let uuid = match target_uuid(&req.args) {
+                    Ok(u) => u,
+                    Err(e) => return Some(Box::pin(async move { Err(e) })),
+                };
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let job = Box::pin(async move {
+                    let r = ops::run(svc, req).await;
+                    let _ = tx.send(r);
+                });
+                if let Err(ExecutorError::ShuttingDown) = self.executor.submit(&uuid, job) {
+                    return Some(Box::pin(async { Err(RpcError::Abandoned) }));
+                }
+                // Dropped without an answer = never started (shutdown): requeue.
+                Some(Box::pin(async move { rx.await.unwrap_or(Err(RpcError::Abandoned)) }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_rpcapi_method_has_a_mode() {
+        for m in [
+            "container_create", "container_delete", "container_show", "container_rebuild", "container_reboot",
+            "container_stop", "container_start", "container_pause", "container_unpause", "container_logs",
+            "container_exec", "container_exec_resize", "container_kill", "container_update", "resize_container",
+            "container_attach", "container_resize", "container_top", "container_get_archive", "container_put_archive",
+            "container_stats", "container_commit", "add_security_group", "remove_security_group", "image_delete",
+            "image_pull", "image_search", "capsule_create", "capsule_delete", "network_detach", "network_attach",
+            "network_create", "network_delete",
+        ] {
+            assert!(method_mode(m).is_some(), "{m}");
+        }
+        assert_eq!(method_mode("container_teleport"), None);
+    }
+
+    #[test]
+    fn target_uuid_reads_the_object_or_fails_like_python() {
+        let mut args = serde_json::Map::new();
+        args.insert("container".into(), json!({"zun_object.name": "Container", "zun_object.namespace": "zun",
+            "zun_object.version": "1.44", "zun_object.data": {"uuid": "u-1"}}));
+        assert_eq!(target_uuid(&args).unwrap(), "u-1");
+        args.insert("container".into(), json!({"uuid": "u-1"}));
+        assert_eq!(
+            target_uuid(&args).unwrap_err(),
+            RpcError::builtin("AttributeError", "'dict' object has no attribute 'uuid'")
+        );
+    }
+}

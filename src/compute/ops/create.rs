@@ -1,0 +1,296 @@
+//! `container_create` and `container_rebuild` (master semantics, §2.4 of the reference):
+//! disk-quota check, resource claim (sets `host`), image pull per policy, Docker create
+//! with the full mapping, inspect, optional start. Every failure ends in status Error
+//! with the reason, never in Creating.
+//!
+//! Redelivery-safe: a create that finds `zun-<uuid>` already in Docker adopts it instead
+//! of failing or making a second container, and a claim already recorded for this host is
+//! not counted twice.
+use super::{docker_error, lifecycle, reason, Op};
+use crate::compute::claims;
+use crate::compute::image_ref::{self, PullPolicy};
+use crate::compute::mapping::{self, MappingOptions};
+use crate::compute::populate;
+use crate::docker::RegistryCredentials;
+use crate::oslo::Container;
+use crate::rpc::{MethodResult, RpcError};
+use serde_json::{json, Map, Value};
+
+pub async fn container_create(op: Op) -> MethodResult {
+    let mut c = op.container()?;
+    let uuid = c.uuid().unwrap_or_default().to_string();
+    let run = op.arg_bool("run");
+    op.announce_start(&c, "create");
+    let res = create_flow(&op, &mut c, &uuid, run).await;
+    op.finish_action(&c, "create", res.is_err());
+    res.map(|_| Value::Null)
+}
+
+async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Result<(), RpcError> {
+    // Volumes: Cinder and local volumes are not attached by this worker yet.
+    let volumes = op.arg("requested_volumes").and_then(|v| v.get(uuid)).and_then(Value::as_array).map(Vec::len).unwrap_or(0);
+    if volumes > 0 {
+        let msg = "Volumes are not supported by zun-compute-rs yet: create the container without mounts";
+        op.fail(c, msg, true).await;
+        return Err(RpcError::not_supported(msg));
+    }
+    // Networks: Neutron networks need kuryr; an empty list means Docker's default network.
+    let neutron = op.arg("requested_networks").and_then(Value::as_array).is_some_and(|a| {
+        a.iter().any(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
+    });
+    if neutron {
+        let msg = "Neutron networks are not supported by zun-compute-rs yet: create the container without networks to use Docker's default network";
+        op.fail(c, msg, true).await;
+        return Err(RpcError::not_supported(msg));
+    }
+    check_disk_quota(op, c).await?;
+
+    op.event_start(uuid, "compute__do_container_create").await;
+    let created = do_container_create(op, c).await;
+    op.event_finish(uuid, "compute__do_container_create", &created).await;
+    created?;
+    if run {
+        lifecycle::do_start(op, c).await?;
+    }
+    Ok(())
+}
+
+/// zun's `_check_support_disk_quota`.
+async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+    let disk = c.get("disk").and_then(Value::as_i64).unwrap_or(0);
+    if !op.svc.disk_quota_supported {
+        if disk != 0 {
+            let msg = "Your host does not support disk quota feature.";
+            op.fail(c, msg, true).await;
+            return Err(RpcError::invalid(msg));
+        }
+        return Ok(());
+    }
+    if disk == 0 {
+        c.set("disk", json!(op.svc.settings.default.default_disk));
+    }
+    Ok(())
+}
+
+/// The claim plus `_do_container_create_base`, inside the create event.
+async fn do_container_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+    let limits: Map<String, Value> = op.arg("limits").and_then(Value::as_object).cloned().unwrap_or_default();
+    let request = claims::Request {
+        memory_mb: memory_mb(c),
+        cpu: c.get("cpu").and_then(Value::as_f64).unwrap_or(0.0),
+        disk_gb: c.get("disk").and_then(Value::as_i64).unwrap_or(0),
+    };
+    let claimed = claim(op, c, &request, &limits).await?;
+    let res = create_base(op, c).await;
+    if res.is_err() && claimed {
+        // Claim.__exit__ → abort: give the usage back (the host stays as zun leaves it).
+        release_usage(op, &request).await;
+    }
+    res
+}
+
+/// zun's `memory` is a string of MB ("512"; queens "512M").
+pub fn memory_mb(c: &Container) -> i64 {
+    match c.get("memory") {
+        Some(Value::String(s)) => s.trim_end_matches(['M', 'm']).trim().parse().unwrap_or(0),
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// `rt.container_claim`: test against the limits, set `host`, add the usage.
+/// Returns whether usage was recorded (false for a NopClaim or a redelivered create).
+async fn claim(op: &Op, c: &mut Container, req: &claims::Request, limits: &Map<String, Value>) -> Result<bool, RpcError> {
+    if req.is_empty() {
+        return Ok(false);
+    }
+    let host = op.svc.host.clone();
+    let _lock = op.svc.claims.lock().await;
+    // A redelivered create whose first attempt already claimed here: don't count twice.
+    let uuid = c.uuid().unwrap_or_default().to_string();
+    if let Ok(Some(row)) = op.svc.store.container_get(&uuid).await {
+        if row.get_str("host") == Some(host.as_str()) && op.redelivered {
+            if c.get_str("host") != Some(host.as_str()) {
+                c.set("host", json!(host));
+                op.save(c).await?;
+            }
+            return Ok(false);
+        }
+    }
+    let usage = match op.svc.store.compute_node_get(&host).await {
+        Ok(Some(n)) => claims::Usage { mem_used_mb: n.mem_used, cpu_used: n.cpu_used, disk_used_gb: n.disk_used },
+        _ => claims::Usage::default(),
+    };
+    if let Err(msg) = claims::claim_test(req, &usage, limits) {
+        op.fail(c, &msg, true).await;
+        return Err(RpcError::resources_unavailable(msg));
+    }
+    c.set("host", json!(host));
+    op.save(c).await?;
+    if let Err(e) = op.svc.store.compute_node_add_usage(&host, req.cpu, req.memory_mb, req.disk_gb, 1).await {
+        tracing::warn!(container = %uuid, error = %e, "could not record the claim in compute_node");
+    }
+    Ok(true)
+}
+
+pub(crate) async fn release_usage(op: &Op, req: &claims::Request) {
+    let _lock = op.svc.claims.lock().await;
+    if let Err(e) = op.svc.store.compute_node_add_usage(&op.svc.host, -req.cpu, -req.memory_mb, -req.disk_gb, -1).await {
+        tracing::warn!(error = %e, "could not release usage in compute_node");
+    }
+}
+
+/// zun's `_do_container_create_base`: task `container_creating`, pull, create, inspect.
+pub(crate) async fn create_base(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+    let guard = op.begin_task(c, "container_creating").await?;
+    let res = pull_and_create(op, c).await;
+    let ended = op.end_task(c, guard).await;
+    res.and(ended)
+}
+
+async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+    let svc = &op.svc;
+    let name = format!("zun-{}", c.uuid().unwrap_or_default());
+    // Redelivery or a crash after create: adopt the container Docker already has.
+    if let Ok(existing) = svc.docker.inspect(&name).await {
+        tracing::info!(container = c.uuid().unwrap_or("-"), "zun-<uuid> already exists in Docker; adopting it");
+        if let Some(id) = existing.get("Id").and_then(Value::as_str) {
+            c.set("container_id", json!(id));
+        }
+        populate::populate_from_inspect(c, &existing, true);
+        return op.save(c).await;
+    }
+
+    let image = c.get_str("image").unwrap_or_default().to_string();
+    let driver = c.get_str("image_driver").unwrap_or("docker").to_string();
+    let (repo, tag) = match image_ref::parse_image_name(&image, &driver, None, svc.settings.docker.default_registry.as_deref()) {
+        Ok(rt) => rt,
+        Err(e) => {
+            let msg = e.to_string();
+            op.fail(c, &msg, false).await;
+            return Err(RpcError::invalid(msg));
+        }
+    };
+    if driver == "glance" {
+        let msg = "Glance images are not supported by zun-compute-rs yet (no [glance] configured)";
+        op.fail(c, msg, false).await;
+        return Err(RpcError::not_supported(msg));
+    }
+    let policy = image_ref::pull_policy(c.get_str("image_pull_policy"), &tag);
+    let reference = mapping::image_reference(&repo, &tag);
+    let present = svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e));
+    let present = match present {
+        Ok(p) => p,
+        Err(e) => {
+            op.fail(c, &reason(&e), false).await;
+            return Err(e);
+        }
+    };
+    if image_ref::should_pull(&policy, present.is_some()) {
+        let creds = credentials(op, &repo);
+        tracing::info!(container = c.uuid().unwrap_or("-"), image = %reference, policy = policy.as_str(), "pulling image");
+        if let Err(e) = svc.docker.pull(&repo, &tag, creds.as_ref()).await {
+            let (msg, err) = if e.is_not_found() {
+                let m = e.to_string();
+                (m.clone(), RpcError::image_not_found(m))
+            } else {
+                let m = format!("Cannot download image from docker: Error on pulling image: {repo}:{tag}: {}", e.message);
+                (m.clone(), RpcError::internal(m))
+            };
+            op.fail(c, &msg, false).await;
+            return Err(err);
+        }
+    } else if present.is_none() {
+        let msg = match policy {
+            PullPolicy::Never => format!("Image {repo} not present with pull policy of Never"),
+            _ => format!("Image {repo} not present with pull policy of {}", policy.as_str()),
+        };
+        op.fail(c, &msg, false).await;
+        return Err(RpcError::image_not_found(msg));
+    }
+    if c.get_str("image_driver") != Some("docker") {
+        c.set("image_driver", json!("docker"));
+    }
+    op.save(c).await?;
+
+    // driver.create
+    let created: Result<(), RpcError> = async {
+        if mapping::needs_image_command(c).unwrap_or(false) {
+            let inspect = svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e))?;
+            if let Some(inspect) = inspect {
+                mapping::fill_command_from_image(c, &inspect).map_err(|e| RpcError::invalid(e.to_string()))?;
+            }
+        }
+        let opts = MappingOptions {
+            default_runtime: svc.settings.default.container_runtime.clone(),
+            disk_quota_supported: svc.disk_quota_supported,
+            network_mode: svc.settings.docker.default_network.clone(),
+            api_version: svc.docker.api_version(),
+            binds: Vec::new(),
+        };
+        let body = mapping::container_create_config(c, &repo, &tag, &opts).map_err(|e| RpcError::invalid(e.to_string()))?;
+        let id = svc.docker.create(&name, body).await.map_err(|e| docker_error(&e))?;
+        c.set("container_id", json!(id));
+        let inspect = svc.docker.inspect(&id).await.map_err(|e| docker_error(&e))?;
+        populate::populate_from_inspect(c, &inspect, true);
+        op.save(c).await
+    }
+    .await;
+    if let Err(e) = &created {
+        op.fail(c, &reason(e), true).await;
+    }
+    created
+}
+
+/// zun's auth_config: `[docker] default_registry_username/password` for the default registry.
+fn credentials(op: &Op, repo: &str) -> Option<RegistryCredentials> {
+    let d = &op.svc.settings.docker;
+    let registry = d.default_registry.as_deref()?;
+    let user = d.default_registry_username.as_deref()?;
+    let domain = image_ref::parse_reference(repo).ok().and_then(|r| r.split_hostname().0.map(str::to_string))?;
+    (domain == registry).then(|| RegistryCredentials {
+        username: user.to_string(),
+        password: d.default_registry_password.clone().unwrap_or_default(),
+        server: registry.to_string(),
+    })
+}
+
+/// `container_rebuild(run)`: delete the Docker container, create it again from the
+/// (possibly new) image, start it when `run`.
+pub async fn container_rebuild(op: Op) -> MethodResult {
+    let mut c = op.container()?;
+    let uuid = c.uuid().unwrap_or_default().to_string();
+    let run = op.arg_bool("run");
+    op.announce_start(&c, "rebuild");
+    op.event_start(&uuid, "compute__do_container_rebuild").await;
+    let res = rebuild_flow(&op, &mut c, run).await;
+    op.event_finish(&uuid, "compute__do_container_rebuild", &res).await;
+    op.finish_action(&c, "rebuild", res.is_err());
+    res.map(|_| Value::Null)
+}
+
+async fn rebuild_flow(op: &Op, c: &mut Container, run: bool) -> Result<(), RpcError> {
+    let guard = op.begin_task(c, "container_rebuilding").await?;
+    let res: Result<(), RpcError> = async {
+        if let Some(id) = c.get_str("container_id").map(str::to_string) {
+            if let Err(e) = op.svc.docker.remove(&id, true).await {
+                let e = docker_error(&e);
+                op.fail(c, &reason(&e), false).await;
+                return Err(e);
+            }
+        }
+        // A fresh create under the same name.
+        let _ = op.svc.docker.remove(&format!("zun-{}", c.uuid().unwrap_or_default()), true).await;
+        create_base(op, c).await?;
+        c.set("status", json!("Created"));
+        c.set("status_reason", Value::Null);
+        op.save(c).await
+    }
+    .await;
+    let ended = op.end_task(c, guard).await;
+    res.and(ended)?;
+    if run {
+        lifecycle::do_start(op, c).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,179 @@
+//! The lifecycle casts: start, stop, reboot, pause, unpause, kill, delete. Each runs
+//! under the container's executor queue, records its `compute__do_container_<op>` event
+//! and finishes its action, as zun's master manager does.
+use super::{reason, Op};
+use crate::compute::claims;
+use crate::oslo::Container;
+use crate::rpc::{MethodResult, RpcError};
+use serde_json::{json, Value};
+
+/// zun's `_do_container_start` (event `compute__do_container_start`): task
+/// `container_starting`, Docker start, Running, `started_at`; failures → Error.
+pub async fn do_start(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+    let uuid = c.uuid().unwrap_or_default().to_string();
+    op.event_start(&uuid, "compute__do_container_start").await;
+    let res = async {
+        let guard = op.begin_task(c, "container_starting").await?;
+        let started: Result<(), RpcError> = async {
+            let id = op.docker_id(c)?;
+            if let Err(e) = op.svc.docker.start(&id).await {
+                return Err(op.docker_failure(c, e).await);
+            }
+            c.set("status", json!("Running"));
+            c.set("status_reason", Value::Null);
+            c.set("started_at", json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()));
+            op.save(c).await
+        }
+        .await;
+        if let Err(e) = &started {
+            if c.get_str("status") != Some("Deleted") {
+                op.fail(c, &reason(e), false).await;
+            }
+        }
+        let ended = op.end_task(c, guard).await;
+        started.and(ended)
+    }
+    .await;
+    op.event_finish(&uuid, "compute__do_container_start", &res).await;
+    res
+}
+
+pub async fn container_start(op: Op) -> MethodResult {
+    let mut c = op.container()?;
+    op.announce_start(&c, "start");
+    let res = do_start(&op, &mut c).await;
+    op.finish_action(&c, "start", res.is_err());
+    res.map(|_| Value::Null)
+}
+
+/// The shape shared by stop, reboot, pause, unpause and kill: event + finish action,
+/// a task state, one Docker call, the resulting status. Errors are recorded on the
+/// event and logged (zun's `wrap_exception` swallows them).
+async fn simple_op<F, Fut>(op: Op, action: &str, event: &str, task: &str, new_status: &str, call: F) -> MethodResult
+where
+    F: FnOnce(Op, String) -> Fut,
+    Fut: std::future::Future<Output = (Op, Result<(), crate::docker::DockerError>)>,
+{
+    let mut c = op.container()?;
+    let uuid = c.uuid().unwrap_or_default().to_string();
+    op.announce_start(&c, action);
+    op.event_start(&uuid, event).await;
+    let guard = match op.begin_task(&mut c, task).await {
+        Ok(g) => g,
+        Err(e) => {
+            op.event_finish(&uuid, event, &Err(e.clone())).await;
+            op.finish_action(&c, action, true);
+            return Err(e);
+        }
+    };
+    let (op, res) = match op.docker_id(&c) {
+        Ok(id) => {
+            let (op, r) = call(op, id).await;
+            match r {
+                Ok(()) => {
+                    c.set("status", json!(new_status));
+                    c.set("status_reason", Value::Null);
+                    (op, Ok(()))
+                }
+                Err(e) => {
+                    let err = op.docker_failure(&mut c, e).await;
+                    (op, Err(err))
+                }
+            }
+        }
+        Err(e) => (op, Err(e)),
+    };
+    let ended = op.end_task(&mut c, guard).await;
+    let res = res.and(ended);
+    op.event_finish(&uuid, event, &res).await;
+    op.finish_action(&c, action, res.is_err());
+    res.map(|_| Value::Null)
+}
+
+pub async fn container_stop(op: Op) -> MethodResult {
+    let t = op.arg_i64("timeout");
+    simple_op(op, "stop", "compute__do_container_stop", "container_stopping", "Stopped", move |op, id| async move {
+        let r = op.svc.docker.stop(&id, t).await;
+        (op, r)
+    })
+    .await
+}
+
+pub async fn container_reboot(op: Op) -> MethodResult {
+    let t = op.arg_i64("timeout");
+    simple_op(op, "reboot", "compute__do_container_reboot", "container_rebooting", "Running", move |op, id| async move {
+        let r = op.svc.docker.restart(&id, t).await;
+        (op, r)
+    })
+    .await
+}
+
+pub async fn container_pause(op: Op) -> MethodResult {
+    simple_op(op, "pause", "compute__do_container_pause", "container_pausing", "Paused", |op, id| async move {
+        let r = op.svc.docker.pause(&id).await;
+        (op, r)
+    })
+    .await
+}
+
+pub async fn container_unpause(op: Op) -> MethodResult {
+    simple_op(op, "unpause", "compute__do_container_unpause", "container_unpausing", "Running", |op, id| async move {
+        let r = op.svc.docker.unpause(&id).await;
+        (op, r)
+    })
+    .await
+}
+
+pub async fn container_kill(op: Op) -> MethodResult {
+    let signal = op.arg_str("signal").filter(|s| s != "None");
+    simple_op(op, "kill", "compute__do_container_kill", "container_killing", "Stopped", move |op, id| async move {
+        let r = op.svc.docker.kill(&id, signal).await;
+        (op, r)
+    })
+    .await
+}
+
+/// `container_delete(force)`: task `container_deleting` (saving the API's unsaved
+/// `Deleting`), Docker remove (a missing container is fine), release the usage, and
+/// destroy the row. Deleting a container that is already gone succeeds.
+pub async fn container_delete(op: Op) -> MethodResult {
+    let mut c = op.container()?;
+    let uuid = c.uuid().unwrap_or_default().to_string();
+    let force = op.arg_bool("force");
+    op.announce_start(&c, "delete");
+    // The row may already be gone (a redelivered delete): nothing left to do but Docker.
+    let row = op.svc.store.container_get(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
+    if row.is_none() {
+        let _ = op.svc.docker.remove(&format!("zun-{uuid}"), true).await;
+        op.finish_action(&c, "delete", false);
+        return Ok(Value::Null);
+    }
+    let guard = op.begin_task(&mut c, "container_deleting").await?;
+    let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| format!("zun-{uuid}"));
+    if let Err(e) = op.svc.docker.remove(&target, force).await {
+        let err = super::docker_error(&e);
+        if !force {
+            op.fail(&mut c, &reason(&err), false).await;
+            let _ = op.end_task(&mut c, guard).await;
+            op.finish_action(&c, "delete", true);
+            return Err(err);
+        }
+        tracing::warn!(container = %uuid, error = %e, "forced delete: ignoring the Docker error");
+    }
+    let _ = op.end_task(&mut c, guard).await;
+    // rt.remove_usage_from_container: only what this host claimed.
+    let claimed_here = row.as_ref().and_then(|r| r.get_str("host")) == Some(op.svc.host.as_str());
+    if claimed_here {
+        let req = claims::Request {
+            memory_mb: super::create::memory_mb(&c),
+            cpu: c.get("cpu").and_then(Value::as_f64).unwrap_or(0.0),
+            disk_gb: c.get("disk").and_then(Value::as_i64).unwrap_or(0),
+        };
+        if !req.is_empty() {
+            super::create::release_usage(&op, &req).await;
+        }
+    }
+    op.svc.store.container_destroy(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
+    op.finish_action(&c, "delete", false);
+    Ok(Value::Null)
+}

@@ -1,0 +1,272 @@
+//! zun-compute's operations, one file per family, with the mechanics they share:
+//! saving (and announcing) state, `_fail_container`, task-state ownership,
+//! action events (`EventReporter`, `FinishAction`) and Docker error translation
+//! (`wrap_docker_error`).
+pub mod create;
+pub mod images;
+pub mod inspect;
+pub mod lifecycle;
+
+use super::manager::Services;
+use crate::docker::DockerError;
+use crate::events::container_payload;
+use crate::oslo::{Container, RequestContext};
+use crate::rpc::{MethodResult, Request, RpcError};
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// Runs one request to completion.
+pub async fn run(svc: Arc<Services>, req: Request) -> MethodResult {
+    let op = Op { svc, ctx: req.ctx, args: req.args, method: req.method, redelivered: req.redelivered };
+    match op.method.as_str() {
+        "container_create" => create::container_create(op).await,
+        "container_start" => lifecycle::container_start(op).await,
+        "container_stop" => lifecycle::container_stop(op).await,
+        "container_reboot" => lifecycle::container_reboot(op).await,
+        "container_pause" => lifecycle::container_pause(op).await,
+        "container_unpause" => lifecycle::container_unpause(op).await,
+        "container_kill" => lifecycle::container_kill(op).await,
+        "container_delete" => lifecycle::container_delete(op).await,
+        "container_rebuild" => create::container_rebuild(op).await,
+        "container_show" => inspect::container_show(op).await,
+        "container_logs" => inspect::container_logs(op).await,
+        "container_exec" => inspect::container_exec(op).await,
+        "container_exec_resize" => inspect::container_exec_resize(op).await,
+        "container_top" => inspect::container_top(op).await,
+        "container_stats" => inspect::container_stats(op).await,
+        "container_get_archive" => inspect::container_get_archive(op).await,
+        "container_put_archive" => inspect::container_put_archive(op).await,
+        "container_update" => inspect::container_update(op, false).await,
+        "resize_container" => inspect::container_update(op, true).await,
+        "container_resize" => inspect::container_resize(op).await,
+        "container_attach" => inspect::container_attach(op).await,
+        "container_commit" => images::container_commit(op).await,
+        "image_pull" => images::image_pull(op).await,
+        "image_delete" => images::image_delete(op).await,
+        "image_search" => images::image_search(op).await,
+        "add_security_group" | "remove_security_group" => {
+            Err(RpcError::not_supported("security groups need Neutron, which zun-compute-rs does not configure yet"))
+        }
+        "network_attach" | "network_detach" | "network_create" | "network_delete" => {
+            Err(RpcError::not_supported("Neutron networks are not configured in zun-compute-rs yet ([network] needs kuryr)"))
+        }
+        "capsule_create" | "capsule_delete" => Err(RpcError::not_supported("capsules are not supported by zun-compute-rs")),
+        other => Err(RpcError::NoSuchMethod(other.to_string())),
+    }
+}
+
+/// One running request.
+pub struct Op {
+    pub svc: Arc<Services>,
+    pub ctx: RequestContext,
+    pub args: Map<String, Value>,
+    pub method: String,
+    pub redelivered: bool,
+}
+
+/// Outcome of taking a task state (zun's `_update_task_state`): whether we set it and
+/// must clear it.
+#[must_use]
+pub struct TaskGuard {
+    owned: bool,
+}
+
+impl Op {
+    // ---- arguments --------------------------------------------------------------
+    /// The `container` argument as a typed object (validated).
+    pub fn container(&self) -> Result<Container, RpcError> {
+        let v = self.args.get("container").ok_or_else(|| RpcError::builtin("TypeError", "missing required argument: 'container'"))?;
+        if !crate::oslo::ObjectPrimitive::is_primitive(v) {
+            return Err(RpcError::builtin(
+                "AttributeError",
+                &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(v)),
+            ));
+        }
+        let c = Container::from_value(v).map_err(RpcError::Object)?;
+        c.validate().map_err(|e| RpcError::invalid(e.to_string()))?;
+        if c.uuid().is_none() {
+            return Err(RpcError::invalid("the container object has no uuid"));
+        }
+        Ok(c)
+    }
+
+    pub fn arg(&self, k: &str) -> Option<&Value> {
+        self.args.get(k).filter(|v| !v.is_null())
+    }
+
+    pub fn arg_bool(&self, k: &str) -> bool {
+        match self.arg(k) {
+            Some(Value::Bool(b)) => *b,
+            Some(Value::String(s)) => matches!(s.to_ascii_lowercase().as_str(), "true" | "1" | "yes"),
+            Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0) != 0.0,
+            _ => false,
+        }
+    }
+
+    pub fn arg_str(&self, k: &str) -> Option<String> {
+        match self.arg(k)? {
+            Value::String(s) => Some(s.clone()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// An integer given as a number or a numeric string (zun passes timeouts both ways).
+    pub fn arg_i64(&self, k: &str) -> Option<i64> {
+        match self.arg(k)? {
+            Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
+            Value::String(s) if s != "None" => s.trim().parse::<f64>().ok().map(|f| f as i64),
+            _ => None,
+        }
+    }
+
+    pub fn request_id(&self) -> &str {
+        self.ctx.request_id().unwrap_or("-")
+    }
+
+    // ---- persistence --------------------------------------------------------------
+    /// `container.save()`: writes the pending changes; announces status/task changes.
+    pub async fn save(&self, c: &mut Container) -> Result<(), RpcError> {
+        if c.changes.is_empty() {
+            return Ok(());
+        }
+        let announce = c.changes.contains("status") || c.changes.contains("task_state");
+        let changed: Vec<String> = c.changes.iter().cloned().collect();
+        self.svc.store.container_save(c).await.map_err(|e| {
+            tracing::error!(container = c.uuid().unwrap_or("-"), request_id = self.request_id(), error = %e, "saving the container failed");
+            RpcError::internal(format!("Unexpected error: {e}"))
+        })?;
+        if announce {
+            let mut payload = container_payload(c);
+            payload["changed"] = json!(changed);
+            self.svc.notifier.info(&self.ctx, "container.status.update", payload);
+        }
+        Ok(())
+    }
+
+    /// zun's `_fail_container`: Error with the reason, optionally unset the host, save.
+    pub async fn fail(&self, c: &mut Container, reason: &str, unset_host: bool) {
+        tracing::warn!(container = c.uuid().unwrap_or("-"), request_id = self.request_id(), reason, "container failed");
+        c.set("status", json!("Error"));
+        c.set("status_reason", json!(reason));
+        if unset_host {
+            c.set("host", Value::Null);
+        }
+        if let Err(e) = self.save(c).await {
+            tracing::error!(error = %e, "could not record the failure");
+        }
+    }
+
+    /// zun's `_update_task_state` entry: set it unless a task already owns the container.
+    pub async fn begin_task(&self, c: &mut Container, state: &str) -> Result<TaskGuard, RpcError> {
+        if c.get_str("task_state").is_some() {
+            tracing::debug!(container = c.uuid().unwrap_or("-"), state, "task state already set; not taking it");
+            return Ok(TaskGuard { owned: false });
+        }
+        c.set("task_state", json!(state));
+        self.save(c).await?;
+        Ok(TaskGuard { owned: true })
+    }
+
+    /// zun's `_update_task_state` exit (its `finally`): clear and save.
+    pub async fn end_task(&self, c: &mut Container, guard: TaskGuard) -> Result<(), RpcError> {
+        if guard.owned {
+            c.set("task_state", Value::Null);
+            self.save(c).await?;
+        }
+        Ok(())
+    }
+
+    // ---- actions and events ---------------------------------------------------------
+    fn has_project(&self) -> bool {
+        self.ctx.project_id().is_some()
+    }
+
+    /// `EventReporter` entry: an event row `compute_<name>`.
+    pub async fn event_start(&self, uuid: &str, event: &str) {
+        if let Err(e) = self.svc.store.event_start(uuid, self.request_id(), self.has_project(), event).await {
+            tracing::warn!(container = uuid, request_id = self.request_id(), event, error = %e, "no action to record the event in");
+        }
+    }
+
+    /// `EventReporter` exit: finish time, Success or Error with the error chain.
+    pub async fn event_finish(&self, uuid: &str, event: &str, outcome: &Result<(), RpcError>) {
+        let outcome = outcome.as_ref().map(|_| ()).map_err(traceback_text);
+        if let Err(e) = self.svc.store.event_finish(uuid, self.request_id(), self.has_project(), event, outcome).await {
+            tracing::warn!(container = uuid, request_id = self.request_id(), event, error = %e, "could not finish the event");
+        }
+    }
+
+    /// `FinishAction` exit (master): finish time, `message='Error'` on failure.
+    pub async fn finish_action(&self, c: &Container, action: &str, failed: bool) {
+        let uuid = c.uuid().unwrap_or("-");
+        if let Err(e) = self.svc.store.action_finish(uuid, self.request_id(), action, failed).await {
+            tracing::debug!(container = uuid, request_id = self.request_id(), action, error = %e, "no action row to finish");
+        }
+        let suffix = if failed { "error" } else { "end" };
+        let payload = container_payload(c);
+        if failed {
+            self.svc.notifier.error(&self.ctx, &format!("container.{action}.{suffix}"), payload);
+        } else {
+            self.svc.notifier.info(&self.ctx, &format!("container.{action}.{suffix}"), payload);
+        }
+    }
+
+    pub fn announce_start(&self, c: &Container, action: &str) {
+        self.svc.notifier.info(&self.ctx, &format!("container.{action}.start"), container_payload(c));
+    }
+
+    // ---- Docker -------------------------------------------------------------------
+    pub fn docker_id(&self, c: &Container) -> Result<String, RpcError> {
+        // zun's check_container_id
+        c.get_str("container_id").map(str::to_string).ok_or_else(|| RpcError::invalid("Cannot operate an uncreated container."))
+    }
+
+    /// zun's `wrap_docker_error`: 404 → handle_not_found + Conflict; "not running",
+    /// "paused", "not paused" → Conflict; anything else → DockerError.
+    pub async fn docker_failure(&self, c: &mut Container, e: DockerError) -> RpcError {
+        if e.is_not_found() {
+            self.handle_not_found(c, &e).await;
+            let status = c.get_str("status").unwrap_or("Unknown");
+            return RpcError::conflict(format!("Cannot act on container in '{status}' state"));
+        }
+        if e.is_conflict_state() {
+            return RpcError::conflict(e.to_string());
+        }
+        docker_error(&e)
+    }
+
+    /// zun's `handle_not_found`: the Docker container is gone.
+    pub async fn handle_not_found(&self, c: &mut Container, e: &DockerError) {
+        if c.get_str("status") == Some("Deleting") {
+            return;
+        }
+        if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
+            c.set("status", json!("Deleted"));
+        } else {
+            c.set("status", json!("Error"));
+            c.set("status_reason", json!(e.zun_message()));
+        }
+        let _ = self.save(c).await;
+    }
+}
+
+/// zun's `DockerError` (500) with its "Docker internal error: ..." text.
+pub fn docker_error(e: &DockerError) -> RpcError {
+    let mut kwargs = Map::new();
+    kwargs.insert("code".into(), json!(500));
+    RpcError::Zun { class: "DockerError".into(), message: e.zun_message(), kwargs }
+}
+
+/// What goes in an event's `traceback` column: our error chain in Python's shape.
+pub fn traceback_text(e: &RpcError) -> String {
+    let f = e.to_failure();
+    f.tb.concat()
+}
+
+/// The error text zun stores as `status_reason`: `str(e)`.
+pub fn reason(e: &RpcError) -> String {
+    match e {
+        RpcError::Zun { message, .. } | RpcError::Builtin { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}

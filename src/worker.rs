@@ -1,0 +1,166 @@
+//! The worker's life: start-up in zun-compute's order (store and heartbeat, Docker,
+//! recovery of what this host left half-done, periodic duties, then the RPC server),
+//! and a graceful stop on SIGTERM or SIGINT: stop consuming, finish what is running
+//! within `[compute] graceful_shutdown_timeout`, hand back what never started, exit 0.
+use crate::admin::{self, Health, Metrics};
+use crate::amqp::{AmqpError, AmqpSettings, Publisher, RpcServer};
+use crate::compute::{recovery, Executor, Manager, Services};
+use crate::config::Settings;
+use crate::docker::{DockerClient, DockerError, DockerSettings};
+use crate::events::Notifier;
+use crate::periodic;
+use crate::rpc::Dispatcher;
+use crate::store::{Store, StoreError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("database: {0}")]
+    Store(#[from] StoreError),
+    #[error("docker: {0}")]
+    Docker(#[from] DockerError),
+    #[error("rabbitmq: {0}")]
+    Amqp(#[from] AmqpError),
+    #[error("admin listener on {addr}: {source}")]
+    Admin { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Cli(String),
+}
+
+/// Connects to Docker and negotiates the API version.
+pub async fn connect_docker(settings: &Settings) -> Result<DockerClient, DockerError> {
+    let docker = DockerClient::connect(&DockerSettings {
+        api_url: settings.docker.api_url.clone(),
+        timeout: Duration::from_secs(settings.docker.default_timeout.max(1)),
+    })?;
+    let version = docker.negotiate_version().await?;
+    tracing::info!(api_version = %version, api_url = %settings.docker.api_url, "Docker API negotiated");
+    Ok(docker)
+}
+
+/// Opens the store named by `[database] connection`, or the embedded SQLite file.
+pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
+    let path = settings.sqlite_path();
+    if settings.database.connection.is_none() {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+    }
+    let store = Store::connect(settings.database.connection.as_deref(), &path).await?;
+    store.check_schema().await?;
+    tracing::info!(backend = store.backend(), "state store ready");
+    Ok(store)
+}
+
+/// Runs the worker until SIGTERM/SIGINT.
+pub async fn run(settings: Settings) -> Result<(), WorkerError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested; draining");
+        let _ = stop_tx.send(true);
+    });
+    run_until(settings, stop_rx).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Runs the worker until `stop` turns true.
+pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> Result<(), WorkerError> {
+    let started = Instant::now();
+    let settings = Arc::new(settings);
+    let host = settings.default.host.clone();
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+
+    if !settings.admin.listen.is_empty() {
+        let mut s = stop.clone();
+        let shutdown = async move {
+            let _ = s.wait_for(|v| *v).await;
+        };
+        let addr = admin::server::serve(&settings.admin.listen, health.clone(), metrics.clone(), shutdown)
+            .await
+            .map_err(|source| WorkerError::Admin { addr: settings.admin.listen.clone(), source })?;
+        tracing::info!(%addr, "admin listener up (/healthz, /readyz, /metrics)");
+    }
+
+    let store = Arc::new(open_store(&settings).await?);
+    let docker = Arc::new(connect_docker(&settings).await?);
+    Health::set(&health.docker_ok, true);
+    let info = docker.info().await?;
+    let disk_quota_supported = info.disk_quota_supported().unwrap_or(false);
+
+    let amqp = Arc::new(AmqpSettings::from_config(&settings)?);
+    let publisher = Arc::new(Publisher::new(amqp.clone()));
+    let notifier = Arc::new(if settings.oslo_messaging_notifications.enabled() {
+        Notifier::start(
+            &host,
+            settings.default.control_exchange.clone(),
+            settings.oslo_messaging_notifications.topics.clone(),
+            amqp.notification_exchange_durable,
+            publisher.clone(),
+        )
+    } else {
+        Notifier::disabled(&host)
+    });
+    let svc = Arc::new(Services {
+        settings: settings.clone(),
+        store: store.clone(),
+        docker: docker.clone(),
+        notifier,
+        metrics: metrics.clone(),
+        host: host.clone(),
+        claims: tokio::sync::Mutex::new(()),
+        disk_quota_supported,
+    });
+    let executor = Executor::new(settings.compute.max_concurrent_operations, Some(metrics.clone()));
+    let manager = Arc::new(Manager::new(svc.clone(), executor.clone()));
+
+    // zun's Service.start order: heartbeat, init_containers, periodic tasks, RPC server.
+    periodic::heartbeat(&svc, &health).await;
+    if let Err(e) = periodic::inventory::refresh(&svc).await {
+        tracing::warn!(error = %e, "first compute node inventory failed");
+    }
+    recovery::recover(&svc, &manager).await;
+    let periodic_task = tokio::spawn(periodic::run(svc.clone(), manager.clone(), health.clone(), settings.periodic_interval(), stop.clone()));
+
+    let dispatcher = Arc::new(Dispatcher::new(manager.clone()));
+    let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher.clone(), metrics, health));
+    let drain = Duration::from_secs(settings.compute.graceful_shutdown_timeout);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server_task = tokio::spawn(server.run(stop.clone(), drain, Some(ready_tx)));
+    tokio::spawn(async move {
+        if ready_rx.await.is_ok() {
+            tracing::info!(host = %host, startup_ms = started.elapsed().as_millis() as u64, "zun-compute-rs consuming");
+        }
+    });
+
+    let _ = stop.wait_for(|v| *v).await;
+    // Stop: what never started goes back to the queue; running work finishes in time.
+    let deadline = Instant::now() + drain;
+    let finished = executor.shutdown(deadline).await;
+    if !finished {
+        tracing::warn!("drain time over with operations still running");
+    }
+    let _ = server_task.await;
+    let _ = periodic_task.await;
+    publisher.close().await;
+    store.close().await;
+    tracing::info!("zun-compute-rs stopped");
+    Ok(())
+}

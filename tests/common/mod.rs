@@ -1,0 +1,189 @@
+//! Shared test harness: real services on 127.0.0.1 only (started by `scripts/services.sh`),
+//! unique names per test, waits on conditions with deadlines, and the real zun code
+//! (the conformance venv) driven through `tests/conformance/zun_client.py`.
+#![allow(dead_code)]
+
+pub mod wire;
+
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const RABBIT_HOST: &str = "127.0.0.1:5672";
+
+/// A name nobody else uses: `<prefix>-<8 hex>`.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// Fails loudly (never skips) when a service the test needs is not there.
+pub fn require_tcp(addr: &str, what: &str) {
+    let sock: std::net::SocketAddr = addr.parse().expect("address");
+    if std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(2)).is_err() {
+        panic!("{what} is not reachable on {addr}: run `bash scripts/services.sh` first");
+    }
+}
+
+/// Polls `f` until it returns Some, or panics with `what` at the deadline.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(250));
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) -> String {
+    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (run scripts/services.sh)");
+    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A RabbitMQ vhost of the test's own, deleted on drop.
+pub struct Vhost {
+    pub name: String,
+}
+
+impl Vhost {
+    pub fn new(prefix: &str) -> Self {
+        require_tcp(RABBIT_HOST, "RabbitMQ");
+        let name = unique(prefix);
+        rabbitmqctl(&["add_vhost", &name]);
+        rabbitmqctl(&["set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        Vhost { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rabbit://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// `rabbitmqctl list_queues` rows: name, durable, auto_delete, arguments.
+    pub fn queues(&self) -> Vec<String> {
+        let out = rabbitmqctl(&["list_queues", "-p", &self.name, "-q", "--no-table-headers", "name", "durable", "auto_delete", "arguments"]);
+        let mut v: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect();
+        v.sort();
+        v
+    }
+
+    pub fn exchanges(&self) -> Vec<String> {
+        let out = rabbitmqctl(&["list_exchanges", "-p", &self.name, "-q", "--no-table-headers", "name", "type", "durable", "auto_delete", "arguments"]);
+        let mut v: Vec<String> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| l.starts_with("zun"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn bindings(&self) -> Vec<String> {
+        let out = rabbitmqctl(&["list_bindings", "-p", &self.name, "-q", "--no-table-headers", "source_name", "destination_name", "routing_key"]);
+        let mut v: Vec<String> = out
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .filter(|l| l.starts_with("zun"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn message_count(&self, queue: &str) -> Option<u64> {
+        let out = rabbitmqctl(&["list_queues", "-p", &self.name, "-q", "--no-table-headers", "name", "messages"]);
+        out.lines().find_map(|l| {
+            let mut it = l.split_whitespace();
+            (it.next()? == queue).then(|| it.next()?.parse().ok())?
+        })
+    }
+}
+
+impl Drop for Vhost {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").args(["delete_vhost", &self.name]).output();
+    }
+}
+
+/// The conformance venv (real zun==18.0.0 + oslo.messaging from PyPI).
+pub fn venv() -> PathBuf {
+    let dir = PathBuf::from(std::env::var("ZUN_RS_VENV").unwrap_or_else(|_| "/var/tmp/zun-rs/venv".into()));
+    if !dir.join("bin/python").exists() {
+        panic!("conformance venv missing at {}: run `bash scripts/conformance-venv.sh`", dir.display());
+    }
+    dir
+}
+
+pub fn repo_path(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Writes a zun.conf in `dir` and returns its path.
+pub fn write_conf(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write conf");
+    p
+}
+
+/// The real zun client code, one long-lived process (see tests/conformance/zun_client.py).
+pub struct ZunClient {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl ZunClient {
+    /// `conf` must set `[DEFAULT] transport_url` (and `[database] connection` unless no_db).
+    pub fn start(conf: &Path, no_db: bool) -> Self {
+        let py = venv().join("bin/python");
+        let mut cmd = Command::new(py);
+        cmd.arg(repo_path("tests/conformance/zun_client.py")).arg(conf);
+        if no_db {
+            cmd.arg("--no-db");
+        }
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn zun client");
+        let stdin = child.stdin.take().expect("stdin");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("zun client start");
+        assert!(line.contains("ready"), "zun client did not start: {line:?}");
+        ZunClient { child, stdin, stdout }
+    }
+
+    /// Sends one command; Ok(result) or Err(error dict).
+    pub fn cmd(&mut self, cmd: &str, params: Value) -> Result<Value, Value> {
+        let mut req = params;
+        req["cmd"] = json!(cmd);
+        writeln!(self.stdin, "{req}").expect("write to zun client");
+        self.stdin.flush().expect("flush");
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).expect("read from zun client");
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"));
+        match v.get("ok") {
+            Some(ok) if v.get("error").is_none() => Ok(ok.clone()),
+            _ => Err(v.get("error").cloned().unwrap_or(v)),
+        }
+    }
+
+    /// Like `cmd`, run off the async runtime's worker threads.
+    pub async fn cmd_async(&mut self, cmd: &str, params: Value) -> Result<Value, Value> {
+        tokio::task::block_in_place(|| self.cmd(cmd, params))
+    }
+}
+
+impl Drop for ZunClient {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
