@@ -5,6 +5,12 @@
 //! JsonFields as JSON strings, datetimes as `YYYY-MM-DDTHH:MM:SSZ`, `memory` as a string,
 //! nested objects as nested primitives). The store converts wire form to columns; the
 //! domain reads and writes through typed accessors.
+use crate::oslo::container_fields::{
+    self, capsule_minor_to_container_minor, FieldSpec, FieldType, CAPSULE_CONTAINER_EXTRA_FIELDS, CAPSULE_EXTRA_FIELDS,
+    CPUSET_FIELDS,
+};
+use crate::oslo::failure::RemoteFailure;
+use crate::oslo::version::{object_version_is_compatible, version_tuple};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
@@ -100,6 +106,89 @@ impl ObjectPrimitive {
     }
 }
 
+/// Newest version of every object zun 18.0.0 registers (`ZunObjectRegistry`).
+pub const OBJECT_VERSIONS: &[(&str, &str)] = &[
+    ("Container", "1.44"),
+    ("Capsule", "1.4"),
+    ("CapsuleContainer", "1.4"),
+    ("CapsuleInitContainer", "1.4"),
+    ("Cpuset", "1.0"),
+    ("VolumeMapping", "1.5"),
+    ("Volume", "1.0"),
+    ("Image", "1.2"),
+    ("Registry", "1.0"),
+    ("ContainerPCIRequests", "1.0"),
+    ("ContainerPCIRequest", "1.0"),
+    ("ComputeNode", "1.14"),
+    ("ZunService", "1.2"),
+    ("ExecInstance", "1.0"),
+    ("ZunNetwork", "1.2"),
+    ("ContainerAction", "1.2"),
+    ("ContainerActionEvent", "1.0"),
+    ("PciDevice", "1.1"),
+    ("PciDevicePool", "1.0"),
+    ("PciDevicePoolList", "1.0"),
+    ("NUMANode", "1.0"),
+    ("NUMATopology", "1.0"),
+    ("Quota", "1.3"),
+    ("QuotaClass", "1.2"),
+    ("RequestGroup", "1.0"),
+    ("ResourceClass", "1.1"),
+    ("ResourceProvider", "1.0"),
+    ("VIFState", "1.0"),
+];
+
+/// Names a `Container` value may carry.
+pub const CONTAINER_OBJECT_NAMES: [&str; 4] = ["Container", "Capsule", "CapsuleContainer", "CapsuleInitContainer"];
+
+/// The newest version we implement of a registered object, `None` when unknown.
+pub fn object_max_version(name: &str) -> Option<&'static str> {
+    OBJECT_VERSIONS.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+}
+
+/// oslo.versionedobjects' checks on receipt (`obj_from_primitive`), in its order:
+/// namespace (`UnsupportedObjectError("<ns>.<name>")`), registered name
+/// (`UnsupportedObjectError("<name>")`), then version: same major and minor not above
+/// ours (`IncompatibleObjectVersion`, supported = our newest). An unparsable version is
+/// `BadKey` (Python's `ValueError`).
+pub fn check_object_version(p: &ObjectPrimitive) -> Result<(), ObjectError> {
+    if p.namespace != ZUN_NAMESPACE {
+        return Err(ObjectError::Unsupported(format!("{}.{}", p.namespace, p.name)));
+    }
+    let max = object_max_version(&p.name).ok_or_else(|| ObjectError::Unsupported(p.name.clone()))?;
+    if p.version == max {
+        return Ok(());
+    }
+    match object_version_is_compatible(&p.version, max) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(ObjectError::IncompatibleVersion { name: p.name.clone(), version: p.version.clone(), supported: max.into() }),
+        Err(e) => Err(ObjectError::BadKey { key: KEY_VERSION, detail: e.to_string() }),
+    }
+}
+
+impl ObjectError {
+    /// The failure the real server replies with for this error: oslo.versionedobjects'
+    /// exceptions, or the Python builtin a bad field or primitive raises.
+    pub fn to_failure(&self) -> RemoteFailure {
+        match self {
+            ObjectError::Unsupported(t) => RemoteFailure::unsupported_object(t),
+            ObjectError::IncompatibleVersion { name, version, supported } => {
+                RemoteFailure::incompatible_object_version(name, version, supported)
+            }
+            ObjectError::MissingKey(k) => RemoteFailure::key_error(&Value::String((*k).into())),
+            ObjectError::BadField { detail, .. } => match detail.split_once(": ") {
+                Some((cls @ ("TypeError" | "ValueError" | "AttributeError"), msg)) => RemoteFailure::builtin(cls, msg),
+                _ => RemoteFailure::value_error(detail.clone()),
+            },
+            ObjectError::BadKey { detail, .. } => match detail.split_once(": ") {
+                Some((cls @ ("TypeError" | "ValueError" | "AttributeError" | "IndexError"), msg)) => RemoteFailure::builtin(cls, msg),
+                _ => RemoteFailure::type_error(detail.clone()),
+            },
+            ObjectError::NotAnObject(t) => RemoteFailure::attribute_error(format!("'{t}' object has no attribute 'get'")),
+        }
+    }
+}
+
 pub(crate) fn type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
@@ -157,7 +246,9 @@ impl Container {
     /// Sets a field (wire form) and records it as changed.
     pub fn set(&mut self, field: &str, value: Value) {
         self.data.insert(field.to_string(), value);
-        self.changes.insert(field.to_string());
+        if self.changes.insert(field.to_string()) && !self.changes_order.iter().any(|c| c == field) {
+            self.changes_order.push(field.to_string());
+        }
     }
 
     /// String field, `None` when unset or null.
@@ -173,5 +264,117 @@ impl Container {
     pub fn clear_changes(&mut self) {
         self.changes.clear();
         self.changes_order.clear();
+    }
+}
+
+impl Container {
+    /// Decodes a Container-family primitive with oslo's receipt checks (see
+    /// [`check_object_version`]); the name must be one of [`CONTAINER_OBJECT_NAMES`].
+    /// Field values are not checked here, see [`Container::validate`].
+    pub fn from_value(v: &Value) -> Result<Self, ObjectError> {
+        let p = ObjectPrimitive::from_value(v)?;
+        check_object_version(&p)?;
+        if !CONTAINER_OBJECT_NAMES.contains(&p.name.as_str()) {
+            return Err(ObjectError::BadKey { key: KEY_NAME, detail: format!("expected a Container, got a {}", p.name) });
+        }
+        Self::from_primitive(p)
+    }
+
+    /// The wire value (at the version received).
+    pub fn to_value(&self) -> Value {
+        self.to_primitive().to_value()
+    }
+
+    /// The minor version number (`1.44` -> 44); 0 when unparsable.
+    pub fn minor(&self) -> u32 {
+        version_tuple(&self.version).ok().and_then(|t| t.get(1).copied()).and_then(|m| u32::try_from(m).ok()).unwrap_or(0)
+    }
+
+    /// The Container-table minor version whose fields this object carries.
+    pub fn container_minor(&self) -> u32 {
+        if self.name == "Container" {
+            self.minor()
+        } else {
+            capsule_minor_to_container_minor(self.minor())
+        }
+    }
+
+    /// zun's `container_type` column for this class (0 container, 1 capsule, 2 capsule
+    /// container, 3 capsule init container).
+    pub fn container_type(&self) -> i32 {
+        match self.name.as_str() {
+            "Capsule" => 1,
+            "CapsuleContainer" => 2,
+            "CapsuleInitContainer" => 3,
+            _ => 0,
+        }
+    }
+
+    /// The spec of a field at this object's version (`None`: not a field here).
+    pub fn field_spec(&self, field: &str) -> Option<&'static FieldSpec> {
+        let extra: &[FieldSpec] = match self.name.as_str() {
+            "Capsule" => CAPSULE_EXTRA_FIELDS,
+            "CapsuleContainer" | "CapsuleInitContainer" => CAPSULE_CONTAINER_EXTRA_FIELDS,
+            _ => &[],
+        };
+        extra.iter().find(|s| s.name == field).or_else(|| container_fields::container_field(field, self.container_minor()))
+    }
+
+    /// Checks every set field known at this version against its type, with the real
+    /// server's coercion tolerance; nested objects are checked recursively (name,
+    /// namespace, version, fields). Unknown fields are left alone.
+    pub fn validate(&self) -> Result<(), ObjectError> {
+        for (field, value) in &self.data {
+            let Some(spec) = self.field_spec(field) else { continue };
+            validate_field(&self.name, spec, value)?;
+        }
+        Ok(())
+    }
+}
+
+fn bad_field(object: &str, field: &str, detail: String) -> ObjectError {
+    ObjectError::BadField { object: object.into(), field: field.into(), detail }
+}
+
+fn validate_field(object: &str, spec: &FieldSpec, value: &Value) -> Result<(), ObjectError> {
+    if value.is_null() {
+        return if spec.nullable { Ok(()) } else { Err(bad_field(object, spec.name, format!("ValueError: Field `{}' cannot be None", spec.name))) };
+    }
+    container_fields::check_value(spec.ty, spec.name, value).map_err(|d| bad_field(object, spec.name, d))?;
+    match spec.ty {
+        FieldType::Object(expected) => validate_nested(object, spec.name, expected, value),
+        FieldType::ListOfObjects(expected) => {
+            value.as_array().into_iter().flatten().try_for_each(|item| validate_nested(object, spec.name, expected, item))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A nested object: oslo hydrates it (same receipt checks) and the field requires the
+/// expected class.
+fn validate_nested(object: &str, field: &str, expected: &str, value: &Value) -> Result<(), ObjectError> {
+    if !ObjectPrimitive::is_primitive(value) {
+        return Err(bad_field(
+            object,
+            field,
+            format!("An object of type {expected} is required in field {field}, not a {}", crate::oslo::pyjson::py_type_name(value)),
+        ));
+    }
+    let p = ObjectPrimitive::from_value(value)?;
+    check_object_version(&p)?;
+    if p.name != expected {
+        return Err(bad_field(object, field, format!("An object of type {expected} is required in field {field}, not a {}", p.name)));
+    }
+    match expected {
+        "Cpuset" => {
+            for (k, v) in &p.data {
+                if let Some(spec) = CPUSET_FIELDS.iter().find(|s| s.name == k) {
+                    validate_field(&p.name, spec, v)?;
+                }
+            }
+            Ok(())
+        }
+        "CapsuleContainer" | "CapsuleInitContainer" => Container::from_primitive(p)?.validate(),
+        _ => Ok(()),
     }
 }
