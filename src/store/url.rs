@@ -1,7 +1,7 @@
 //! `[database] connection` URLs in oslo.db / SQLAlchemy form, turned into sqlx options.
 //!
 //! Accepted: `mysql+pymysql://user:pass@host[:port]/db?charset=utf8` (any `+driver`),
-//! `mysql://...`, `mariadb://...`, and `sqlite:///abs/path` / `sqlite://rel/path`.
+//! `mysql://...`, `mariadb://...`, and `sqlite://<path>` (`sqlite:///abs/path`, `sqlite://rel/path`).
 //! Query parameters: `charset` (utf8 → MySQL `utf8`, i.e. utf8mb3, as zun asks) and
 //! `unix_socket`; the others (e.g. `plugin`, `read_default_file`) are ignored with a debug log.
 //! The password is never logged nor put in an error message.
@@ -43,10 +43,10 @@ pub fn parse(url_str: &str) -> Result<DbTarget, StoreError> {
     let base = scheme.split('+').next().unwrap_or(scheme).to_ascii_lowercase();
     match base.as_str() {
         "sqlite" => {
-            // SQLAlchemy: sqlite:///relative.db and sqlite:////absolute.db; we also accept
-            // sqlite://relative.db. Drop any query string.
+            // `sqlite://<path>`, the path taken verbatim as sqlx does (`sqlite:///var/x.db` is
+            // absolute, `sqlite://x.db` relative; SQLAlchemy's `sqlite:////abs` still works).
+            // Any query string is dropped.
             let path = rest.split('?').next().unwrap_or("");
-            let path = path.strip_prefix('/').unwrap_or(path);
             if path.is_empty() {
                 return Err(bad("sqlite URL without a file path (in-memory databases are not supported)"));
             }
@@ -124,7 +124,7 @@ mod tests {
     fn other_forms() {
         assert!(matches!(parse("mysql://root@127.0.0.1/zun").unwrap(), DbTarget::MySql { .. }));
         assert!(matches!(parse("mariadb://root@127.0.0.1/zun").unwrap(), DbTarget::MySql { .. }));
-        match parse("sqlite:////var/lib/zun/zun.db").unwrap() {
+        match parse("sqlite:///var/lib/zun/zun.db").unwrap() {
             DbTarget::Sqlite(p) => assert_eq!(p, PathBuf::from("/var/lib/zun/zun.db")),
             _ => panic!(),
         }
