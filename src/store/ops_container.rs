@@ -1,0 +1,189 @@
+//! Container rows: read, save (changed fields only), insert when missing, destroy.
+use super::container::{self as codec, container_type};
+use super::sql::{Kind, Val};
+use super::{now, time_to_wire, Result, Store, StoreError};
+use crate::oslo::Container;
+use serde_json::Value;
+
+/// What a save did.
+enum Saved {
+    Nothing,
+    Updated,
+    Inserted { id: i64 },
+}
+
+impl Store {
+    /// The container row with this uuid (any container type), as an object in wire form at
+    /// zun's current version (`Container` 1.44; capsule types 1.4) with every column field
+    /// set and no pending changes. `None` when there is no such row.
+    pub async fn container_get(&self, uuid: &str) -> Result<Option<Container>> {
+        let fields = codec::all_read_fields();
+        let (cols, kinds) = codec::select_list(&fields);
+        let rows = self
+            .db
+            .fetch(&format!("SELECT {cols} FROM `container` WHERE `uuid` = ?"), &[Val::Text(uuid.into())], &kinds)
+            .await
+            .map_err(|e| StoreError::db("container", e))?;
+        rows.into_iter().next().map(|r| codec::row_to_container(&fields, r)).transpose()
+    }
+
+    /// Every container row (all container types) whose `host` is `host`.
+    pub async fn containers_by_host(&self, host: &str) -> Result<Vec<Container>> {
+        let fields = codec::all_read_fields();
+        let (cols, kinds) = codec::select_list(&fields);
+        let rows = self
+            .db
+            .fetch(
+                &format!("SELECT {cols} FROM `container` WHERE `host` = ? ORDER BY `id`"),
+                &[Val::Text(host.into())],
+                &kinds,
+            )
+            .await
+            .map_err(|e| StoreError::db("container", e))?;
+        rows.into_iter().map(|r| codec::row_to_container(&fields, r)).collect()
+    }
+
+    /// The uuids of the container rows (all types) on `host`.
+    pub async fn container_uuids_by_host(&self, host: &str) -> Result<Vec<String>> {
+        let rows = self
+            .db
+            .fetch(
+                "SELECT `uuid` FROM `container` WHERE `host` = ? ORDER BY `id`",
+                &[Val::Text(host.into())],
+                &[Kind::Text],
+            )
+            .await
+            .map_err(|e| StoreError::db("container", e))?;
+        Ok(rows.into_iter().filter_map(|r| r.into_iter().next().and_then(Val::into_string)).collect())
+    }
+
+    /// Saves the object's pending changes (`changes`, including those zun-api sent unsaved,
+    /// e.g. `status='Deleting'` on delete) like zun's `Container.save()`:
+    /// `SELECT ... FOR UPDATE` on (uuid, container_type), then one UPDATE of the changed
+    /// columns plus `updated_at = now`. Fields without a column are ignored. With no pending
+    /// column change nothing is written.
+    ///
+    /// When the row does not exist (standalone use, no zun-api in front) the whole object is
+    /// INSERTed (`created_at = now`, zun's ORM defaults for unset columns) and `id`/`created_at`
+    /// are set on the object.
+    ///
+    /// Every value is validated before anything is written; on error
+    /// ([`StoreError::InvalidField`]) the row is left as it was and the changes are kept.
+    /// On success the pending changes are cleared.
+    pub async fn container_save(&self, c: &mut Container) -> Result<()> {
+        let uuid = c
+            .uuid()
+            .map(str::to_string)
+            .ok_or_else(|| StoreError::InvalidObject("container without a uuid".into()))?;
+        let ctype = container_type(&c.name)
+            .ok_or_else(|| StoreError::InvalidObject(format!("{} is not a container object", c.name)))?;
+        // Validate the changes up front, before touching the database (the whole object is
+        // validated only when it has to be inserted, still before the INSERT).
+        let updates = codec::update_columns(c, &uuid)?;
+        let outcome = {
+            let (updates, uuid, obj) = (&updates, &uuid, &*c);
+            self.retrying(|| self.save_once(uuid, ctype, updates, obj)).await?
+        };
+        match outcome.0 {
+            Saved::Inserted { id } => {
+                c.data.insert("id".into(), Value::from(id));
+                c.data.insert("created_at".into(), Value::String(time_to_wire(outcome.1)));
+            }
+            Saved::Updated | Saved::Nothing => {}
+        }
+        c.clear_changes();
+        Ok(())
+    }
+
+    async fn save_once(
+        &self,
+        uuid: &str,
+        ctype: i64,
+        updates: &[(&'static str, Val)],
+        obj: &Container,
+    ) -> Result<(Saved, chrono::NaiveDateTime)> {
+        let err = |e| StoreError::db("container", e);
+        let ts = now();
+        let mut tx = self.db.begin().await.map_err(err)?;
+        let found = tx
+            .fetch(
+                &format!(
+                    "SELECT `id` FROM `container` WHERE `uuid` = ? AND `container_type` = ?{}",
+                    tx.for_update()
+                ),
+                &[Val::Text(uuid.into()), Val::Int(ctype)],
+                &[Kind::Int],
+            )
+            .await
+            .map_err(err)?;
+        let saved = match found.first().and_then(|r| r.first()).and_then(Val::as_i64) {
+            Some(id) => {
+                if updates.is_empty() {
+                    Saved::Nothing
+                } else {
+                    let sets: Vec<String> = updates.iter().map(|(c, _)| format!("`{c}` = ?")).collect();
+                    let mut params: Vec<Val> = updates.iter().map(|(_, v)| v.clone()).collect();
+                    params.push(Val::Time(ts));
+                    params.push(Val::Int(id));
+                    tx.exec(
+                        &format!("UPDATE `container` SET {}, `updated_at` = ? WHERE `id` = ?", sets.join(", ")),
+                        &params,
+                    )
+                    .await
+                    .map_err(err)?;
+                    Saved::Updated
+                }
+            }
+            None => {
+                let insert = codec::insert_columns(obj, uuid)?;
+                let mut cols: Vec<String> = vec!["`created_at`".into()];
+                let mut params = vec![Val::Time(ts)];
+                for (c, v) in &insert {
+                    cols.push(format!("`{c}`"));
+                    params.push(v.clone());
+                }
+                let marks = vec!["?"; cols.len()].join(", ");
+                let done = tx
+                    .exec(&format!("INSERT INTO `container` ({}) VALUES ({marks})", cols.join(", ")), &params)
+                    .await
+                    .map_err(|e| {
+                        if super::sql::is_duplicate(&e) {
+                            StoreError::Duplicate {
+                                table: "container".into(),
+                                detail: format!("uuid {uuid} (of another container type)"),
+                            }
+                        } else {
+                            err(e)
+                        }
+                    })?;
+                tracing::info!(uuid, "container row was missing; inserted it from the object");
+                Saved::Inserted { id: done.last_insert_id }
+            }
+        };
+        tx.commit().await.map_err(err)?;
+        Ok((saved, ts))
+    }
+
+    /// Deletes the container row, like zun's `Container.destroy()` after `_detach_volumes`:
+    /// its `volume_mapping` rows first (that foreign key has no ON DELETE clause), then the
+    /// row; actions, events, exec instances and capsule children go with it by cascade.
+    /// [`StoreError::ContainerNotFound`] when there is no such row.
+    pub async fn container_destroy(&self, uuid: &str) -> Result<()> {
+        self.retrying(|| async move {
+            let err = |e| StoreError::db("container", e);
+            let mut tx = self.db.begin().await.map_err(err)?;
+            tx.exec("DELETE FROM `volume_mapping` WHERE `container_uuid` = ?", &[Val::Text(uuid.into())])
+                .await
+                .map_err(|e| StoreError::db("volume_mapping", e))?;
+            let done = tx
+                .exec("DELETE FROM `container` WHERE `uuid` = ?", &[Val::Text(uuid.into())])
+                .await
+                .map_err(err)?;
+            if done.rows_affected != 1 {
+                return Err(StoreError::ContainerNotFound { uuid: uuid.into() });
+            }
+            tx.commit().await.map_err(err)
+        })
+        .await
+    }
+}

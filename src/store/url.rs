@@ -1,0 +1,140 @@
+//! `[database] connection` URLs in oslo.db / SQLAlchemy form, turned into sqlx options.
+//!
+//! Accepted: `mysql+pymysql://user:pass@host[:port]/db?charset=utf8` (any `+driver`),
+//! `mysql://...`, `mariadb://...`, and `sqlite://<path>` (`sqlite:///abs/path`, `sqlite://rel/path`).
+//! Query parameters: `charset` (utf8 → MySQL `utf8`, i.e. utf8mb3, as zun asks) and
+//! `unix_socket`; the others (e.g. `plugin`, `read_default_file`) are ignored with a debug log.
+//! The password is never logged nor put in an error message.
+use super::StoreError;
+use percent_encoding::percent_decode_str;
+use sqlx::mysql::MySqlConnectOptions;
+use std::path::PathBuf;
+
+/// A parsed connection target. (No `Debug` derive: the options hold the password.)
+pub enum DbTarget {
+    MySql {
+        options: MySqlConnectOptions,
+        /// `user@host:port/db`, safe to log.
+        display: String,
+    },
+    Sqlite(PathBuf),
+}
+
+impl std::fmt::Debug for DbTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbTarget::MySql { display, .. } => write!(f, "MySql({display})"),
+            DbTarget::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+        }
+    }
+}
+
+fn bad(reason: impl Into<String>) -> StoreError {
+    StoreError::BadUrl(reason.into())
+}
+
+fn decode(s: &str) -> String {
+    percent_decode_str(s).decode_utf8_lossy().into_owned()
+}
+
+/// Parses an oslo.db connection URL.
+pub fn parse(url_str: &str) -> Result<DbTarget, StoreError> {
+    let (scheme, rest) = url_str.split_once("://").ok_or_else(|| bad("missing '<scheme>://'"))?;
+    let base = scheme.split('+').next().unwrap_or(scheme).to_ascii_lowercase();
+    match base.as_str() {
+        "sqlite" => {
+            // `sqlite://<path>`, the path taken verbatim as sqlx does (`sqlite:///var/x.db` is
+            // absolute, `sqlite://x.db` relative; SQLAlchemy's `sqlite:////abs` still works).
+            // Any query string is dropped.
+            let path = rest.split('?').next().unwrap_or("");
+            if path.is_empty() {
+                return Err(bad("sqlite URL without a file path (in-memory databases are not supported)"));
+            }
+            Ok(DbTarget::Sqlite(PathBuf::from(decode(path))))
+        }
+        "mysql" | "mariadb" => {
+            // Re-parse with a scheme the url crate treats as authority-based.
+            let u = url::Url::parse(&format!("mysql://{rest}")).map_err(|e| bad(format!("invalid MySQL URL: {e}")))?;
+            let mut o = MySqlConnectOptions::new()
+                // Like oslo.db: sql_mode is set after connect (TRADITIONAL); keep sqlx from
+                // appending its own modes.
+                .pipes_as_concat(false)
+                .no_engine_substitution(false)
+                .timezone(Some("+00:00".to_string()));
+            let host = u.host_str().unwrap_or("localhost").to_string();
+            o = o.host(&host);
+            let port = u.port().unwrap_or(3306);
+            o = o.port(port);
+            let user = decode(u.username());
+            if !user.is_empty() {
+                o = o.username(&user);
+            }
+            if let Some(p) = u.password() {
+                o = o.password(&decode(p));
+            }
+            let db = decode(u.path().trim_start_matches('/'));
+            if db.is_empty() {
+                return Err(bad("MySQL URL without a database name"));
+            }
+            o = o.database(&db);
+            let mut charset = "utf8".to_string();
+            for (k, v) in u.query_pairs() {
+                match k.as_ref() {
+                    "charset" => charset = v.into_owned(),
+                    "unix_socket" => o = o.socket(v.as_ref()),
+                    other => tracing::debug!(param = other, "ignoring database URL parameter"),
+                }
+            }
+            // zun asks for `utf8` (utf8mb3); SET NAMES utf8 COLLATE utf8_general_ci.
+            let (cs, coll) = match charset.to_ascii_lowercase().as_str() {
+                "utf8" | "utf8mb3" => ("utf8", "utf8_general_ci"),
+                "utf8mb4" => ("utf8mb4", "utf8mb4_general_ci"),
+                other => return Err(bad(format!("unsupported charset {other}"))),
+            };
+            o = o.charset(cs).collation(coll);
+            let display = format!("{}@{}:{}/{}", if user.is_empty() { "?" } else { &user }, host, port, db);
+            Ok(DbTarget::MySql { options: o, display })
+        }
+        other => Err(bad(format!("unsupported database scheme {other:?} (expected mysql, mariadb or sqlite)"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oslo_pymysql_url() {
+        let t = parse("mysql+pymysql://zun:s3cr%40t@db.example:3307/zun?charset=utf8").unwrap();
+        match t {
+            DbTarget::MySql { options, display } => {
+                assert_eq!(options.get_host(), "db.example");
+                assert_eq!(options.get_port(), 3307);
+                assert_eq!(options.get_username(), "zun");
+                assert_eq!(options.get_database(), Some("zun"));
+                assert_eq!(options.get_charset(), "utf8");
+                assert_eq!(display, "zun@db.example:3307/zun");
+                assert!(!format!("{display}").contains("s3cr"));
+            }
+            _ => panic!("expected MySQL"),
+        }
+    }
+
+    #[test]
+    fn other_forms() {
+        assert!(matches!(parse("mysql://root@127.0.0.1/zun").unwrap(), DbTarget::MySql { .. }));
+        assert!(matches!(parse("mariadb://root@127.0.0.1/zun").unwrap(), DbTarget::MySql { .. }));
+        match parse("sqlite:///var/lib/zun/zun.db").unwrap() {
+            DbTarget::Sqlite(p) => assert_eq!(p, PathBuf::from("/var/lib/zun/zun.db")),
+            _ => panic!(),
+        }
+        match parse("sqlite://zun.db").unwrap() {
+            DbTarget::Sqlite(p) => assert_eq!(p, PathBuf::from("zun.db")),
+            _ => panic!(),
+        }
+        assert!(parse("postgresql://x/y").is_err());
+        assert!(parse("mysql://root@127.0.0.1/").is_err());
+        let e = parse("mysql+pymysql://u:hunter2@h/db?charset=latin9").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"));
+    }
+}
