@@ -1,1 +1,4 @@
 //! See lib.rs for this module's role.
+
+pub mod image_ref;
+pub mod mapping;
