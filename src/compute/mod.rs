@@ -2,3 +2,4 @@
 
 pub mod image_ref;
 pub mod mapping;
+pub mod populate;
