@@ -3,3 +3,4 @@
 pub mod image_ref;
 pub mod mapping;
 pub mod populate;
+pub mod stats;
