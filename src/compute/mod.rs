@@ -5,12 +5,17 @@
 //! - Calls that zun runs inline (show, logs, exec, top, stats, ...) run at once and do
 //!   not wait behind a long create.
 //! - One file per operation family under `ops/`; the container status rules in
-//!   `populate`; the Container → Docker mapping in `mapping`.
+//!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
+//!   pull policy in [`image_ref`]; resource claims in [`claims`].
 pub mod claims;
 pub mod executor;
+pub mod image_ref;
 pub mod manager;
+pub mod mapping;
 pub mod ops;
+pub mod populate;
 pub mod recovery;
+pub mod stats;
 
 pub use executor::Executor;
 pub use manager::{Manager, Services};
