@@ -123,7 +123,7 @@ fn context() -> RequestContext {
     m.insert("roles".into(), json!(["admin"]));
     m.insert("request_id".into(), json!(format!("req-{}", uuid::Uuid::new_v4())));
     m.insert("timestamp".into(), json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6f").to_string()));
-    RequestContext::from_map(m)
+    RequestContext::new(m)
 }
 
 fn print_container(c: &Container) {

@@ -112,7 +112,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
             &host,
             settings.default.control_exchange.clone(),
             settings.oslo_messaging_notifications.topics.clone(),
-            amqp.notification_exchange_durable,
+            amqp.rabbit.clone(),
             publisher.clone(),
         )
     } else {

@@ -7,6 +7,7 @@ use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, 
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer, ExchangeKind};
 use serde_json::{Map, Value};
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,11 +58,10 @@ impl RpcClient {
     }
 
     fn message(&self, ctx: &RequestContext, method: &str, args: Map<String, Value>, msg_id: Option<&str>) -> Vec<u8> {
-        let mut m = RpcMessage::new(method, Value::Object(args), ctx.clone());
-        if let Some(id) = msg_id {
-            m.msg_id = Some(id.to_string());
-            m.reply_q = Some(self.reply_q.clone());
-        }
+        let m = match msg_id {
+            Some(id) => RpcMessage { msg_id: Some(id.to_string()), ..RpcMessage::call(method, args, ctx.clone(), &self.reply_q) },
+            None => RpcMessage::cast(method, args, ctx.clone()),
+        };
         oslo::encode_envelope(&m.to_map())
     }
 
@@ -111,7 +111,7 @@ impl RpcClient {
                 Ok(Some(Ok(d))) => d,
             };
             let _ = d.ack(BasicAckOptions::default()).await;
-            let map = oslo::decode_body(&oslo::BodyMeta::json(), &d.data).map_err(|e| CallError::BadReply(e.to_string()))?;
+            let map = oslo::decode_body(&oslo::BodyMeta::oslo_default(), &d.data).map_err(|e| CallError::BadReply(e.to_string()))?;
             let reply = oslo::Reply::from_map(&map).map_err(|e| CallError::BadReply(e.to_string()))?;
             if reply.msg_id != msg_id || !reply.ending {
                 continue;

@@ -62,12 +62,13 @@ impl AmqpSettings {
             rabbit_ha_queues: r.rabbit_ha_queues,
             rabbit_quorum_queue: r.rabbit_quorum_queue,
             rabbit_transient_quorum_queue: r.rabbit_transient_quorum_queue,
-            rabbit_quorum_delivery_limit: r.rabbit_quorum_delivery_limit,
-            rabbit_quorum_max_memory_length: r.rabbit_quorum_max_memory_length,
-            rabbit_quorum_max_memory_bytes: r.rabbit_quorum_max_memory_bytes,
-            rabbit_transient_queues_ttl: r.rabbit_transient_queues_ttl,
-            rabbit_qos_prefetch_count: r.rabbit_qos_prefetch_count as i64,
+            rabbit_quorum_delivery_limit: clamp_i32(r.rabbit_quorum_delivery_limit),
+            rabbit_quorum_max_memory_length: clamp_i32(r.rabbit_quorum_max_memory_length),
+            rabbit_quorum_max_memory_bytes: clamp_i32(r.rabbit_quorum_max_memory_bytes),
+            rabbit_transient_queues_ttl: clamp_i32(r.rabbit_transient_queues_ttl),
+            rabbit_qos_prefetch_count: r.rabbit_qos_prefetch_count,
             enable_cancel_on_failover: r.enable_cancel_on_failover,
+            rabbit_stream_fanout: false,
         };
         let prefetch = if r.rabbit_qos_prefetch_count > 0 { r.rabbit_qos_prefetch_count } else { s.compute.prefetch };
         Ok(AmqpSettings {
@@ -96,6 +97,11 @@ impl AmqpSettings {
             .without_max_times()
             .build()
     }
+}
+
+/// oslo sends these as signed 32-bit AMQP integers.
+fn clamp_i32(v: i64) -> i32 {
+    v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
 /// Connects to the first broker that answers, starting after the last one that worked.

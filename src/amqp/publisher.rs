@@ -126,13 +126,19 @@ impl Publisher {
 
     /// Declares a notification queue `<topic>.<priority>` bound on the control exchange,
     /// as oslo's notifier does before its first send, then publishes.
-    pub async fn notify(&self, exchange: &str, queue: &oslo::topology::QueueSpec, body: &[u8]) -> Result<Settled, AmqpError> {
+    pub async fn notify(
+        &self,
+        exchange: &oslo::ExchangeSpec,
+        queue: &oslo::QueueSpec,
+        binding: &oslo::Binding,
+        body: &[u8],
+    ) -> Result<Settled, AmqpError> {
         let ch = self.channel().await?;
         let declared = async {
             ch.exchange_declare(
-                ShortString::from(exchange),
+                ShortString::from(exchange.name.as_str()),
                 lapin::ExchangeKind::Topic,
-                ExchangeDeclareOptions { durable: self.settings.notification_exchange_durable, ..Default::default() },
+                ExchangeDeclareOptions { durable: exchange.durable, auto_delete: exchange.auto_delete, ..Default::default() },
                 FieldTable::default(),
             )
             .await?;
@@ -143,9 +149,9 @@ impl Publisher {
             )
             .await?;
             ch.queue_bind(
-                ShortString::from(queue.name.as_str()),
-                ShortString::from(exchange),
-                ShortString::from(queue.name.as_str()),
+                ShortString::from(binding.queue.as_str()),
+                ShortString::from(binding.exchange.as_str()),
+                ShortString::from(binding.routing_key.as_str()),
                 QueueBindOptions::default(),
                 FieldTable::default(),
             )
@@ -157,7 +163,7 @@ impl Publisher {
             self.reset().await;
             return Err(e.into());
         }
-        self.publish(exchange, &queue.name, body, oslo_properties(None), false).await
+        self.publish(&binding.exchange, &binding.routing_key, body, oslo_properties(None), false).await
     }
 
     pub async fn close(&self) {

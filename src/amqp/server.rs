@@ -11,7 +11,7 @@ use crate::admin::{Health, Metrics};
 use crate::oslo;
 use crate::rpc::{Dispatcher, Disposition, ReplyTo, RpcError, Running};
 use futures_util::StreamExt;
-use lapin::acker::Acker;
+use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
@@ -76,7 +76,7 @@ impl RpcServer {
         metrics: Arc<Metrics>,
         health: Arc<Health>,
     ) -> Self {
-        let fanout_queue = oslo::topology::fanout_queue_name(&settings.topic, &uuid::Uuid::new_v4().simple().to_string());
+        let fanout_queue = oslo::topology::fanout_queue_name(&settings.topic, &oslo::topology::new_fanout_suffix(), &settings.rabbit);
         RpcServer { settings, dispatcher, publisher, metrics, health, fanout_queue, in_flight: Arc::new(InFlight::default()) }
     }
 
@@ -114,17 +114,17 @@ impl RpcServer {
     ) -> Result<(), AmqpError> {
         let (conn, addr) = connect_any(&self.settings, "listen").await?;
         let ch = conn.create_channel().await?;
-        let queues = self.declare(&ch).await?;
+        let specs = self.declare(&ch).await?;
         ch.basic_qos(self.settings.prefetch, BasicQosOptions::default()).await?;
-        let consume_args = field_table(&oslo::topology::consume_arguments(&self.settings.rabbit));
+        let queues: Vec<String> = specs.iter().map(|c| c.queue.clone()).collect();
         let mut consumers = Vec::new();
-        for (i, q) in queues.iter().enumerate() {
+        for (i, spec) in specs.iter().enumerate() {
             let c = ch
                 .basic_consume(
-                    ShortString::from(q.as_str()),
-                    ShortString::from((i + 1).to_string()),
+                    ShortString::from(spec.queue.as_str()),
+                    ShortString::from(spec.consumer_tag.as_str()),
                     BasicConsumeOptions::default(),
-                    consume_args.clone(),
+                    field_table(&spec.arguments),
                 )
                 .await?;
             consumers.push(c.map(move |d| (i, d)));
@@ -154,8 +154,8 @@ impl RpcServer {
         }
         // Graceful stop: no new deliveries; what we hold finishes or goes back.
         Health::set(&self.health.broker_consuming, false);
-        for i in 0..queues.len() {
-            let _ = ch.basic_cancel(ShortString::from((i + 1).to_string()), BasicCancelOptions::default()).await;
+        for spec in &specs {
+            let _ = ch.basic_cancel(ShortString::from(spec.consumer_tag.as_str()), BasicCancelOptions::default()).await;
         }
         let drained = self.in_flight.wait_idle(Instant::now() + drain).await;
         if !drained {
@@ -166,41 +166,46 @@ impl RpcServer {
         Ok(())
     }
 
-    /// Declares oslo's server topology in oslo's order; returns the queues to consume.
-    async fn declare(&self, ch: &Channel) -> Result<Vec<String>, AmqpError> {
+    /// Declares oslo's server topology in oslo's order; returns what to consume.
+    async fn declare(&self, ch: &Channel) -> Result<Vec<oslo::topology::ConsumeSpec>, AmqpError> {
+        use oslo::topology::Declaration;
         let s = &self.settings;
-        let topo = oslo::topology::server_topology(&s.exchange, &s.topic, &s.server, &self.fanout_queue, &s.rabbit);
+        let suffix = self.fanout_queue.rsplit('_').next().unwrap_or_default();
+        let topo = oslo::topology::server_topology(&s.exchange, &s.topic, &s.server, suffix, &s.rabbit);
         let mut consume = Vec::new();
-        for group in &topo.consumers {
-            let ex = &group.exchange;
-            let kind = match ex.kind {
-                oslo::topology::ExchangeKind::Topic => ExchangeKind::Topic,
-                oslo::topology::ExchangeKind::Fanout => ExchangeKind::Fanout,
-                oslo::topology::ExchangeKind::Direct => ExchangeKind::Direct,
-            };
-            ch.exchange_declare(
-                ShortString::from(ex.name.as_str()),
-                kind,
-                ExchangeDeclareOptions { durable: ex.durable, auto_delete: ex.auto_delete, ..Default::default() },
-                FieldTable::default(),
-            )
-            .await?;
-            let q = &group.queue;
-            ch.queue_declare(
-                ShortString::from(q.name.as_str()),
-                QueueDeclareOptions { durable: q.durable, auto_delete: q.auto_delete, exclusive: q.exclusive, ..Default::default() },
-                field_table(&q.arguments),
-            )
-            .await?;
-            ch.queue_bind(
-                ShortString::from(q.name.as_str()),
-                ShortString::from(ex.name.as_str()),
-                ShortString::from(group.routing_key.as_str()),
-                QueueBindOptions::default(),
-                FieldTable::default(),
-            )
-            .await?;
-            consume.push(q.name.clone());
+        for step in topo.declarations {
+            match step {
+                // Our own prefetch is set on the channel before consuming.
+                Declaration::Qos { .. } => {}
+                Declaration::Exchange(ex) => {
+                    ch.exchange_declare(
+                        ShortString::from(ex.name.as_str()),
+                        exchange_kind(ex.kind),
+                        ExchangeDeclareOptions { durable: ex.durable, auto_delete: ex.auto_delete, ..Default::default() },
+                        FieldTable::default(),
+                    )
+                    .await?
+                }
+                Declaration::Queue(q) => {
+                    ch.queue_declare(
+                        ShortString::from(q.name.as_str()),
+                        QueueDeclareOptions { durable: q.durable, auto_delete: q.auto_delete, exclusive: q.exclusive, ..Default::default() },
+                        field_table(&q.arguments),
+                    )
+                    .await?;
+                }
+                Declaration::Bind(b) => {
+                    ch.queue_bind(
+                        ShortString::from(b.queue.as_str()),
+                        ShortString::from(b.exchange.as_str()),
+                        ShortString::from(b.routing_key.as_str()),
+                        QueueBindOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await?
+                }
+                Declaration::Consume(c) => consume.push(c),
+            }
         }
         Ok(consume)
     }
@@ -233,6 +238,14 @@ impl RpcServer {
             settle(disposition, acker, publisher, metrics, dispatcher, reply_budget).await;
             drop(guard);
         });
+    }
+}
+
+fn exchange_kind(k: oslo::topology::ExchangeKind) -> ExchangeKind {
+    match k {
+        oslo::topology::ExchangeKind::Topic => ExchangeKind::Topic,
+        oslo::topology::ExchangeKind::Fanout => ExchangeKind::Fanout,
+        oslo::topology::ExchangeKind::Direct => ExchangeKind::Direct,
     }
 }
 

@@ -36,7 +36,7 @@ impl Notifier {
     }
 
     /// Starts the background sender. `topics` are `[oslo_messaging_notifications] topics`.
-    pub fn start(host: &str, exchange: String, topics: Vec<String>, durable: bool, publisher: Arc<Publisher>) -> Self {
+    pub fn start(host: &str, exchange: String, topics: Vec<String>, rabbit: oslo::RabbitOptions, publisher: Arc<Publisher>) -> Self {
         let (tx, mut rx) = mpsc::channel::<Event>(4096);
         let publisher_id = format!("zun-compute.{host}");
         let pid = publisher_id.clone();
@@ -44,8 +44,8 @@ impl Notifier {
             while let Some(ev) = rx.recv().await {
                 let body = oslo::encode_envelope(&notification_message(&pid, &ev));
                 for topic in &topics {
-                    let queue = oslo::topology::notification_queue(topic, &ev.priority.to_ascii_lowercase(), durable);
-                    if let Err(e) = publisher.notify(&exchange, &queue, &body).await {
+                    let (ex, queue, bind) = oslo::topology::notification_queue(&exchange, topic, &ev.priority.to_ascii_lowercase(), &rabbit);
+                    if let Err(e) = publisher.notify(&ex, &queue, &bind, &body).await {
                         tracing::warn!(event_type = %ev.event_type, error = %e, "notification not sent");
                     }
                 }

@@ -21,7 +21,7 @@ pub const KEY_DATA: &str = "zun_object.data";
 pub const KEY_CHANGES: &str = "zun_object.changes";
 pub const ZUN_NAMESPACE: &str = "zun";
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
 pub enum ObjectError {
     #[error("not a zun object primitive: {0}")]
     NotAnObject(String),

@@ -44,7 +44,7 @@ pub fn admin_context() -> RequestContext {
     m.insert("all_projects".into(), json!(true));
     m.insert("request_id".into(), json!(format!("req-{}", uuid::Uuid::new_v4())));
     m.insert("roles".into(), json!(["admin"]));
-    RequestContext::from_map(m)
+    RequestContext::new(m)
 }
 
 /// `sync_container_state`: Docker's view wins for containers no task owns.

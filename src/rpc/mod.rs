@@ -156,7 +156,7 @@ impl Dispatcher {
         };
         // zun's endpoint has no namespace: any namespace is a mismatch, reported as a version error.
         let namespace_ok = matches!(&msg.namespace, None | Some(Value::Null));
-        if !namespace_ok || !oslo::version_is_compatible(self.implemented_version, &version) {
+        if !namespace_ok || !oslo::version::version_str_is_compatible(self.implemented_version, &version) {
             return Err(RpcError::UnsupportedVersion { version, method });
         }
         // DefaultRPCAccessPolicy: private names are not exposed.

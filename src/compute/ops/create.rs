@@ -157,7 +157,7 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
         if let Some(id) = existing.get("Id").and_then(Value::as_str) {
             c.set("container_id", json!(id));
         }
-        populate::populate_from_inspect(c, &existing, true);
+        populate::populate_from_inspect(c, &existing, true, chrono::Utc::now());
         return op.save(c).await;
     }
 
@@ -232,7 +232,7 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
         let id = svc.docker.create(&name, body).await.map_err(|e| docker_error(&e))?;
         c.set("container_id", json!(id));
         let inspect = svc.docker.inspect(&id).await.map_err(|e| docker_error(&e))?;
-        populate::populate_from_inspect(c, &inspect, true);
+        populate::populate_from_inspect(c, &inspect, true, chrono::Utc::now());
         op.save(c).await
     }
     .await;

@@ -65,8 +65,8 @@ pub async fn image_pull(op: Op) -> MethodResult {
     let inspect = op.svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e))?;
     if let Some(inspect) = inspect {
         let image_id = inspect.get("Id").and_then(Value::as_str).unwrap_or_default();
-        let size = inspect.get("Size").map(|s| s.to_string()).unwrap_or_default();
-        if let Err(e) = op.svc.store.image_update(&uuid, image_id, &size, &repo, &tag).await {
+        let size = inspect.get("Size").and_then(Value::as_i64).unwrap_or(0);
+        if let Err(e) = op.svc.store.image_update(&uuid, &repo, &tag, image_id, size).await {
             tracing::warn!(image = %uuid, error = %e, "could not record the pulled image");
         }
     }

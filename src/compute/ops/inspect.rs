@@ -21,7 +21,7 @@ pub async fn container_show(op: Op) -> MethodResult {
     let mut c = op.container()?;
     if let Some(id) = c.get_str("container_id").map(str::to_string) {
         match op.svc.docker.inspect(&id).await {
-            Ok(inspect) => populate::populate_from_inspect(&mut c, &inspect, false),
+            Ok(inspect) => populate::populate_from_inspect(&mut c, &inspect, false, chrono::Utc::now()),
             Err(e) if e.is_not_found() => op.handle_not_found(&mut c, &e).await,
             Err(e) => return Err(docker_error(&e)),
         }
@@ -87,7 +87,7 @@ pub async fn container_exec(op: Op) -> MethodResult {
     let token = uuid::Uuid::new_v4().to_string();
     let url = remote_api_url(&op);
     let int_id = c.get("id").and_then(Value::as_i64).unwrap_or(0);
-    if let Err(e) = op.svc.store.exec_instance_insert(int_id, &exec_id, &url, &token).await {
+    if let Err(e) = op.svc.store.exec_instance_insert(int_id, &exec_id, Some(&url), Some(&token)).await {
         tracing::warn!(error = %e, "could not record the exec instance");
     }
     Ok(json!({"output": null, "exit_code": null, "exec_id": exec_id, "token": token}))
@@ -131,7 +131,7 @@ pub async fn container_stats(op: Op) -> MethodResult {
     let mut c = op.container()?;
     let id = op.docker_id(&c)?;
     match op.svc.docker.stats_once(&id).await {
-        Ok(raw) => Ok(stats::zun_stats(&id, &raw)),
+        Ok(raw) => stats::zun_stats(Some(&id), &raw).map(Value::Object).map_err(|e| RpcError::internal(e.to_string())),
         Err(e) => Err(op.docker_failure(&mut c, e).await),
     }
 }
