@@ -22,7 +22,7 @@ pub async fn container_create(op: Op) -> MethodResult {
     let run = op.arg_bool("run");
     op.announce_start(&c, "create");
     let res = create_flow(&op, &mut c, &uuid, run).await;
-    op.finish_action(&c, "create", res.is_err());
+    op.finish_action(&c, "create", res.is_err()).await;
     res.map(|_| Value::Null)
 }
 
@@ -265,7 +265,7 @@ pub async fn container_rebuild(op: Op) -> MethodResult {
     op.event_start(&uuid, "compute__do_container_rebuild").await;
     let res = rebuild_flow(&op, &mut c, run).await;
     op.event_finish(&uuid, "compute__do_container_rebuild", &res).await;
-    op.finish_action(&c, "rebuild", res.is_err());
+    op.finish_action(&c, "rebuild", res.is_err()).await;
     res.map(|_| Value::Null)
 }
 

@@ -40,7 +40,7 @@ pub async fn container_commit(op: Op) -> MethodResult {
     .await;
     let unit = res.as_ref().map(|_| ()).map_err(Clone::clone);
     op.event_finish(&uuid, "compute__do_container_commit", &unit).await;
-    op.finish_action(&c, "commit", res.is_err());
+    op.finish_action(&c, "commit", res.is_err()).await;
     res.map(|image_id| json!({"uuid": image_id}))
 }
 

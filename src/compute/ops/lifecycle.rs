@@ -42,7 +42,7 @@ pub async fn container_start(op: Op) -> MethodResult {
     let mut c = op.container()?;
     op.announce_start(&c, "start");
     let res = do_start(&op, &mut c).await;
-    op.finish_action(&c, "start", res.is_err());
+    op.finish_action(&c, "start", res.is_err()).await;
     res.map(|_| Value::Null)
 }
 
@@ -62,7 +62,7 @@ where
         Ok(g) => g,
         Err(e) => {
             op.event_finish(&uuid, event, &Err(e.clone())).await;
-            op.finish_action(&c, action, true);
+            op.finish_action(&c, action, true).await;
             return Err(e);
         }
     };
@@ -86,7 +86,7 @@ where
     let ended = op.end_task(&mut c, guard).await;
     let res = res.and(ended);
     op.event_finish(&uuid, event, &res).await;
-    op.finish_action(&c, action, res.is_err());
+    op.finish_action(&c, action, res.is_err()).await;
     res.map(|_| Value::Null)
 }
 
@@ -145,7 +145,7 @@ pub async fn container_delete(op: Op) -> MethodResult {
     let row = op.svc.store.container_get(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
     if row.is_none() {
         let _ = op.svc.docker.remove(&format!("zun-{uuid}"), true).await;
-        op.finish_action(&c, "delete", false);
+        op.announce_end(&c, "delete", false);
         return Ok(Value::Null);
     }
     let guard = op.begin_task(&mut c, "container_deleting").await?;
@@ -155,7 +155,7 @@ pub async fn container_delete(op: Op) -> MethodResult {
         if !force {
             op.fail(&mut c, &reason(&err), false).await;
             let _ = op.end_task(&mut c, guard).await;
-            op.finish_action(&c, "delete", true);
+            op.announce_end(&c, "delete", true);
             return Err(err);
         }
         tracing::warn!(container = %uuid, error = %e, "forced delete: ignoring the Docker error");
@@ -174,6 +174,6 @@ pub async fn container_delete(op: Op) -> MethodResult {
         }
     }
     op.svc.store.container_destroy(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
-    op.finish_action(&c, "delete", false);
+    op.announce_end(&c, "delete", false);
     Ok(Value::Null)
 }

@@ -202,6 +202,11 @@ impl Op {
         if let Err(e) = self.svc.store.action_finish(uuid, self.request_id(), action, failed).await {
             tracing::debug!(container = uuid, request_id = self.request_id(), action, error = %e, "no action row to finish");
         }
+        self.announce_end(c, action, failed);
+    }
+
+    /// `container.<action>.end` (or `.error`) notification.
+    pub fn announce_end(&self, c: &Container, action: &str, failed: bool) {
         let suffix = if failed { "error" } else { "end" };
         let payload = container_payload(c);
         if failed {
