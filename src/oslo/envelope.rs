@@ -191,7 +191,7 @@ fn check_kombu_tags(v: &Value) -> Result<(), CodecError> {
 fn base64_ok(s: &str) -> bool {
     let kept: Vec<u8> = s.bytes().filter(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/' || *b == b'=').collect();
     let data_len = kept.iter().position(|b| *b == b'=').unwrap_or(kept.len());
-    data_len % 4 != 1 && kept.len() % 4 == 0
+    data_len % 4 != 1 && kept.len().is_multiple_of(4)
 }
 
 /// Python's `dict(x)` for a non-dict JSON value, as oslo applies it to the message.

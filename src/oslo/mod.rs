@@ -12,7 +12,7 @@
 //! - [`failure`]: failure payloads ([`RemoteFailure`]).
 //! - [`topology`]: exchange/queue/binding declarations oslo makes.
 //! - [`version`]: oslo's version compatibility rules.
-//! - [`error`]: [`CodecError`].
+//! - [`error`]: the [`CodecError`] type.
 pub mod container_access;
 pub mod container_fields;
 pub mod container_types;

@@ -102,6 +102,7 @@ pub fn version_is_compatible(implemented: &str, requested: Option<&Value>) -> Re
     }
     Ok(true)
 }
+
 /// Convenience: both versions as strings.
 pub fn version_str_is_compatible(implemented: &str, requested: &str) -> bool {
     version_is_compatible(implemented, Some(&Value::String(requested.to_string()))).unwrap_or(false)
