@@ -407,7 +407,7 @@ mkdir -p "$STATE"
 exec 9>"$STATE/services.lock"
 if ! flock -n 9; then
   echo "services.sh: waiting for another services.sh (lock $STATE/services.lock)" >&2
-  flock -w 900 9 || die "another process holds $STATE/services.lock: $(fuser "$STATE/services.lock" 2>&1)"
+  flock -w 900 9 || die "another process holds $STATE/services.lock: pids $(fuser "$STATE/services.lock" 2>/dev/null)"
 fi
 case $mode in
   up) cmd_up ;;

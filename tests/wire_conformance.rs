@@ -61,7 +61,7 @@ async fn rpcapi_casts_reach_the_handler_with_the_container_intact() {
         "restart_policy": {"Name": "on-failure", "MaximumRetryCount": "3"},
     });
     zun.cmd_async("rpcapi_create", json!({"fields": fields, "host": h.host, "write_db": false, "run": true})).await.unwrap();
-    zun.cmd_async("rpcapi_delete", json!({"fields": fields, "write_db": false, "force": true})).await.unwrap();
+    zun.cmd_async("rpcapi_delete", json!({"fields": fields, "host": h.host, "write_db": false, "force": true})).await.unwrap();
     let got = wait_for(Duration::from_secs(15), "both casts", || {
         let got = h.endpoint.received.lock().unwrap().clone();
         async move { (got.len() == 2).then_some(got) }
@@ -124,19 +124,37 @@ async fn topology_beside_a_real_oslo_server_is_what_oslo_declares() {
 
 /// Queues, exchanges and bindings with the random fanout suffix replaced.
 fn normalized(v: &Vhost) -> Vec<String> {
+    // Every fanout queue name (one per process) becomes zun-compute_fanout_X.
     let re_fanout = |s: &str| -> String {
-        match s.find("zun-compute_fanout_") {
-            Some(i) => {
-                let end = s[i + 19..].find(|c: char| !c.is_ascii_hexdigit()).map(|e| i + 19 + e).unwrap_or(s.len());
-                format!("{}zun-compute_fanout_X{}", &s[..i], &s[end..])
+        let mut out = String::new();
+        let mut rest = s;
+        while let Some(i) = rest.find("zun-compute_fanout_") {
+            out.push_str(&rest[..i]);
+            out.push_str("zun-compute_fanout_");
+            let tail = &rest[i + 19..];
+            let hex = tail.find(|c: char| !c.is_ascii_hexdigit()).unwrap_or(tail.len());
+            out.push(if hex > 0 { 'X' } else { ' ' }.to_string().trim().chars().next().unwrap_or('X'));
+            rest = &tail[hex..];
+        }
+        out.push_str(rest);
+        out
+    };
+    // lapin's FieldTable is ordered by key; RabbitMQ compares arguments as a set (no
+    // PRECONDITION_FAILED for another order), so compare them as sets too.
+    let sort_args = |s: String| -> String {
+        match (s.find("[{"), s.rfind("}]")) {
+            (Some(a), Some(b)) if b > a => {
+                let mut parts: Vec<&str> = s[a + 2..b].split("},{").collect();
+                parts.sort();
+                format!("{}[{{{}}}]{}", &s[..a], parts.join("},{"), &s[b + 2..])
             }
-            None => s.to_string(),
+            _ => s,
         }
     };
     let mut all: Vec<String> = v
         .queues()
         .into_iter()
-        .map(|q| format!("queue {}", re_fanout(&q)))
+        .map(|q| format!("queue {}", sort_args(re_fanout(&q))))
         .chain(v.exchanges().into_iter().map(|e| format!("exchange {e}")))
         .chain(v.bindings().into_iter().map(|b| format!("binding {}", re_fanout(&b))))
         .collect();

@@ -35,7 +35,7 @@ class Endpoint(object):
 def main():
     conf_file, host = sys.argv[1], sys.argv[2]
     zun_service.prepare_service(["oslo-server", "--config-file", conf_file])
-    objects.register_all()
+
     target = messaging.Target(topic=CONF.compute.topic, server=host)
     serializer = zun_rpc.RequestContextSerializer(objects_base.ZunObjectSerializer())
     server = messaging.get_rpc_server(zun_rpc.TRANSPORT, target, [Endpoint()], executor="eventlet",
