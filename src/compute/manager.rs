@@ -99,8 +99,12 @@ impl Endpoint for Manager {
                     Err(e) => return Some(Box::pin(async move { Err(e) })),
                 };
                 let (tx, rx) = tokio::sync::oneshot::channel();
+                let method = req.method.clone();
+                let request_id = req.ctx.request_id().unwrap_or("-").to_string();
+                let container = uuid.clone();
                 let job = Box::pin(async move {
                     let r = ops::run(svc, req).await;
+                    tracing::debug!(container = %container, method = %method, request_id = %request_id, ok = r.is_ok(), "operation finished");
                     let _ = tx.send(r);
                 });
                 if let Err(ExecutorError::ShuttingDown) = self.executor.submit(&uuid, job) {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod wire;
+pub mod worker;
 
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Write};
