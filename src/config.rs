@@ -480,6 +480,86 @@ mod tests {
         assert!(err.contains(&a.path().display().to_string()), "{err}");
     }
 
+    /// zun.conf as devstack's zun plugin writes it (options we don't use included).
+    const DEVSTACK_CONF: &str = "\
+[DEFAULT]
+debug = True
+transport_url = rabbit://stackrabbit:secretrabbit@10.0.0.5:5672/
+use_syslog = False
+state_path = /opt/stack/data/zun
+container_driver = docker
+capsule_driver = cri
+image_driver_list = glance,docker
+default_image_driver = docker
+host = devstack-node
+
+[database]
+connection = mysql+pymysql://root:secretdb@127.0.0.1/zun?charset=utf8
+
+[keystone_auth]
+auth_type = password
+password = secretks
+username = zun
+
+[oslo_concurrency]
+lock_path = /opt/stack/data/zun
+
+[docker]
+docker_remote_api_host = 10.0.0.5
+docker_remote_api_port = 2375
+execute_timeout = 10
+
+[websocket_proxy]
+wsproxy_host = 10.0.0.5
+wsproxy_port = 6784
+
+[network]
+driver = kuryr
+
+[oslo_messaging_notifications]
+driver = messagingv2
+
+[compute]
+host_shared_with_nova = False
+";
+
+    #[test]
+    fn reads_a_devstack_zun_conf() {
+        let a = write(DEVSTACK_CONF);
+        let s = Settings::load(&[a.path()], Vec::new()).unwrap();
+        assert_eq!(s.default.host, "devstack-node");
+        assert!(s.default.debug);
+        assert_eq!(s.default.state_path, "/opt/stack/data/zun");
+        assert_eq!(s.default.transport_url.as_deref(), Some("rabbit://stackrabbit:secretrabbit@10.0.0.5:5672/"));
+        assert_eq!(s.database.connection.as_deref(), Some("mysql+pymysql://root:secretdb@127.0.0.1/zun?charset=utf8"));
+        assert_eq!(s.docker.docker_remote_api_host.as_deref(), Some("10.0.0.5"));
+        assert_eq!(s.docker.execute_timeout, 10);
+        assert!(s.oslo_messaging_notifications.enabled());
+        assert_eq!(s.sqlite_path(), PathBuf::from("/opt/stack/data/zun/zun-compute-rs.sqlite"));
+        let shown = s.to_masked_ini();
+        for secret in ["secretrabbit", "secretdb", "secretks"] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn env_overrides_a_file() {
+        let a = write("[DEFAULT]\nhost = from-file\n[compute]\nmax_concurrent_operations = 4\n");
+        let s = Settings::load(
+            &[a.path()],
+            vec![("ZUN_DEFAULT__HOST".into(), "from-env".into()), ("ZUN_COMPUTE__MAX_CONCURRENT_OPERATIONS".into(), "9".into()), ("HOME".into(), "/root".into())],
+        )
+        .unwrap();
+        assert_eq!(s.default.host, "from-env");
+        assert_eq!(s.compute.max_concurrent_operations, 9);
+    }
+
+    #[test]
+    fn malformed_env_value_names_section_and_key() {
+        let err = Settings::load::<&Path>(&[], vec![("ZUN_COMPUTE__PREFETCH".into(), "lots".into())]).unwrap_err().to_string();
+        assert!(err.contains("[compute] prefetch"), "{err}");
+    }
+
     #[test]
     fn masks_multi_host_urls() {
         assert_eq!(

@@ -61,7 +61,10 @@ impl Notifier {
     /// Queues an event (dropped with a warning when the queue is full).
     pub fn emit(&self, ctx: &RequestContext, event_type: &str, priority: &'static str, payload: Value) {
         let Some(tx) = &self.tx else { return };
-        let ev = Event { event_type: event_type.to_string(), priority, payload, context: ctx.to_flat() };
+        // The context travels as oslo's notifier sends it, but with its secrets
+        // (auth_token, password, auth_token_info) redacted: consumers never need them.
+        let context = ctx.redacted().into_iter().map(|(k, v)| (format!("_context_{k}"), v)).collect();
+        let ev = Event { event_type: event_type.to_string(), priority, payload, context };
         if tx.try_send(ev).is_err() {
             tracing::warn!(event_type, "notification queue full; event dropped");
         }

@@ -144,6 +144,8 @@ class Driver:
         ctx = make_ctx(p)
         if p.get("write_db", True):
             c = objects.Container.get_by_uuid(ctx, p["uuid"])
+            if p.get("host"):
+                c.host = p["host"]
         else:
             c = self.new_container(ctx, dict(p["fields"]))
             c.host = p.get("host")

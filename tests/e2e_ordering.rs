@@ -1,0 +1,101 @@
+//! Ordering and concurrency through the real zun rpcapi: interleaved create / stop /
+//! start / delete casts for 50 containers, sent back to back, apply in order for each
+//! container; 20 concurrent creates of different containers all reach Running.
+mod common;
+
+use common::worker::Worker;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn fields(uuid: &str) -> Value {
+    json!({"uuid": uuid, "name": format!("ord-{}", &uuid[..8]), "image": "busybox", "image_pull_policy": "ifnotpresent",
+        "command": ["sleep", "600"], "memory": "16", "cpu": 0.1, "status": "Creating", "project_id": "p", "user_id": "u",
+        "labels": {"zunrs-test": "1"}})
+}
+
+/// The order in which the worker finished each container's operations (from its log).
+fn finished_order(log: &str) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for line in log.lines().filter(|l| l.contains("operation finished")) {
+        let field = |name: &str| {
+            line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).map(|v| v.trim_matches('"').to_string())
+        };
+        if let (Some(c), Some(m)) = (field("container"), field("method")) {
+            out.entry(c).or_default().push(m);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interleaved_casts_apply_in_order_per_container() {
+    let w = Worker::start("[compute]\nmax_concurrent_operations = 8\n");
+    let mut zun = w.zun();
+    let uuids: Vec<String> = (0..50).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let host = w.host.clone();
+    // Step-major: every container's create, then every stop, every start, every delete.
+    for u in &uuids {
+        zun.cmd_async("rpcapi_create", json!({"fields": fields(u), "host": host, "run": true})).await.unwrap();
+    }
+    for (method, args) in [("container_stop", json!([0])), ("container_start", json!([]))] {
+        for u in &uuids {
+            zun.cmd_async("rpcapi", json!({"uuid": u, "method": method, "args": args, "set": {"host": host}})).await.unwrap();
+        }
+    }
+    for u in &uuids {
+        zun.cmd_async("rpcapi_delete", json!({"uuid": u, "host": host, "force": true})).await.unwrap();
+    }
+    // Wait until every row is gone.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    for u in &uuids {
+        loop {
+            if zun.cmd_async("get", json!({"uuid": u})).await.unwrap().is_null() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "container {u} not deleted in time");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let order = finished_order(&w.log_text());
+    let expected = ["container_create", "container_stop", "container_start", "container_delete"];
+    for u in &uuids {
+        assert_eq!(order.get(u).map(Vec::as_slice).unwrap_or(&[]), expected, "container {u}");
+    }
+    let d = zun_compute_rs::docker::DockerClient::connect(&Default::default()).unwrap();
+    for u in &uuids {
+        assert!(d.inspect(&format!("zun-{u}")).await.unwrap_err().is_not_found(), "zun-{u} left in Docker");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_concurrent_creates_all_reach_running() {
+    let w = Worker::start("");
+    let mut zun = w.zun();
+    let uuids: Vec<String> = (0..20).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    for u in &uuids {
+        zun.cmd_async("rpcapi_create", json!({"fields": fields(u), "host": w.host, "run": true})).await.unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    for u in &uuids {
+        loop {
+            let row = zun.cmd_async("get", json!({"uuid": u})).await.unwrap();
+            if row["status"] == "Running" && row["task_state"].is_null() {
+                break;
+            }
+            assert_ne!(row["status"], "Error", "{row}");
+            assert!(std::time::Instant::now() < deadline, "{u} not Running: {row}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    for u in &uuids {
+        zun.cmd_async("rpcapi_delete", json!({"uuid": u, "force": true})).await.unwrap();
+    }
+    for u in &uuids {
+        common::wait_for(Duration::from_secs(120), "delete", || {
+            let r = zun.cmd("get", json!({"uuid": u}));
+            async move { r.ok().filter(Value::is_null).map(|_| ()) }
+        })
+        .await;
+    }
+}
