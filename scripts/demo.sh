@@ -73,7 +73,7 @@ listen = $ADMIN
 EOF
 
 step "worker"
-"$BIN" --config-file "$STATE/zun.conf" check-config | tail -n3
+"$BIN" --config-file "$STATE/zun.conf" check-config 2>/dev/null | tail -n3
 setsid "$BIN" --config-file "$STATE/zun.conf" >>"$STATE/worker.log" 2>&1 < /dev/null &
 echo $! > "$PIDFILE"
 for i in $(seq 1 300); do
