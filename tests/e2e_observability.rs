@@ -41,7 +41,7 @@ async fn a_create_is_announced_in_order_and_counted_in_metrics() {
     let mut zun = w.zun();
     let uuid = uuid::Uuid::new_v4().to_string();
     let fields = json!({"uuid": uuid, "name": "obs", "image": "busybox", "image_pull_policy": "ifnotpresent", "command": ["sleep", "300"],
-        "memory": "16", "cpu": 0.1, "status": "Creating", "project_id": "p", "user_id": "u", "labels": {"zunrs-test": "1"}});
+        "memory": "16", "cpu": 0.1, "status": "Creating", "project_id": "6a3b4d0c5e8f4f7e9b1a2c3d4e5f6a7b", "user_id": "9f8e7d6c5b4a49382716a5b4c3d2e1f0", "labels": {"zunrs-test": "1"}});
     zun.cmd_async("rpcapi_create", json!({"fields": fields, "host": w.host, "run": true})).await.unwrap();
 
     // Collect this container's events until create.end.

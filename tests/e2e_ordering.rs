@@ -10,7 +10,7 @@ use std::time::Duration;
 
 fn fields(uuid: &str) -> Value {
     json!({"uuid": uuid, "name": format!("ord-{}", &uuid[..8]), "image": "busybox", "image_pull_policy": "ifnotpresent",
-        "command": ["sleep", "600"], "memory": "16", "cpu": 0.1, "status": "Creating", "project_id": "p", "user_id": "u",
+        "command": ["sleep", "600"], "memory": "16", "cpu": 0.1, "status": "Creating", "project_id": "6a3b4d0c5e8f4f7e9b1a2c3d4e5f6a7b", "user_id": "9f8e7d6c5b4a49382716a5b4c3d2e1f0",
         "labels": {"zunrs-test": "1"}})
 }
 
