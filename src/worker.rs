@@ -137,6 +137,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         tracing::warn!(error = %e, "first compute node inventory failed");
     }
     recovery::recover(&svc, &manager).await;
+    tokio::spawn(periodic::probe_health(svc.clone(), health.clone(), Duration::from_secs(2), stop.clone()));
     let periodic_task = tokio::spawn(periodic::run(svc.clone(), manager.clone(), health.clone(), settings.periodic_interval(), stop.clone()));
 
     let dispatcher = Arc::new(Dispatcher::new(manager.clone()));

@@ -57,7 +57,10 @@ async fn interleaved_casts_apply_in_order_per_container() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let order = finished_order(&w.log_text());
+    let log = w.log_text();
+    let order = finished_order(&log);
+    let sample: Vec<&str> = log.lines().filter(|l| l.contains("operation finished")).take(2).collect();
+    assert!(!order.is_empty(), "no 'operation finished' lines parsed; sample: {sample:?}");
     let expected = ["container_create", "container_stop", "container_start", "container_delete"];
     for u in &uuids {
         assert_eq!(order.get(u).map(Vec::as_slice).unwrap_or(&[]), expected, "container {u}");

@@ -128,6 +128,26 @@ pub fn submit_internal(manager: &Manager, method: &str, c: &Container, extra: Va
     }
 }
 
+/// Keeps `/readyz` current: Docker and the database are probed every `every`, so
+/// readiness follows an outage within seconds (the duties below run once a minute).
+pub async fn probe_health(svc: Arc<Services>, health: Arc<Health>, every: Duration, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let docker = tokio::time::timeout(every, svc.docker.ping()).await.is_ok_and(|r| r.is_ok());
+        let db = tokio::time::timeout(every, svc.store.service_get(&svc.host, BINARY)).await.is_ok_and(|r| r.is_ok());
+        if docker != health.docker_ok.load(Ordering::Relaxed) || db != health.db_ok.load(Ordering::Relaxed) {
+            tracing::info!(docker, database = db, "dependency health changed");
+        }
+        Health::set(&health.docker_ok, docker);
+        Health::set(&health.db_ok, db);
+    }
+}
+
 /// Runs every duty each `interval` until `stop`.
 pub async fn run(svc: Arc<Services>, manager: Arc<Manager>, health: Arc<Health>, interval: Duration, mut stop: watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(interval);
