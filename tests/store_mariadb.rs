@@ -179,7 +179,7 @@ async fn mariadb_rows_written_by_zun_api() {
     let out = readback(&conf, &["read", "--uuid", &uuid, "--request-id", &req]);
     assert_eq!(out["container"], s.container_get(&uuid).await.unwrap().unwrap().to_primitive().to_value());
     assert_eq!(out["container_fields"]["host"], "realnode");
-    assert_eq!(out["action"]["finish_time"].is_string(), true);
+    assert!(out["action"]["finish_time"].is_string());
 
     // zun-api's delete: status Deleting unsaved, then compute's first save writes it.
     let mut del = s.container_get(&uuid).await.unwrap().unwrap();

@@ -342,7 +342,7 @@ pub async fn delete_flow(db: &TestDb, store: &Store) {
     store.container_destroy(&uuid).await.unwrap();
     assert_eq!(db.count("container", &format!("`uuid`='{uuid}'")).await, 0);
     assert_eq!(db.count("container_actions", &format!("`container_uuid`='{uuid}'")).await, 0);
-    assert_eq!(db.count("container_actions_events", &format!("`action_id` NOT IN (SELECT `id` FROM `container_actions`)")).await, 0);
+    assert_eq!(db.count("container_actions_events", "`action_id` NOT IN (SELECT `id` FROM `container_actions`)").await, 0);
     assert_eq!(db.count("exec_instance", &format!("`container_id`={id}")).await, 0);
     assert_eq!(db.count("volume_mapping", &format!("`container_uuid`='{uuid}'")).await, 0);
     assert_eq!(db.count("volume", &format!("`uuid`='{vol_uuid}'")).await, 1);
