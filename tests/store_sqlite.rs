@@ -69,7 +69,7 @@ async fn sqlite_heartbeat() {
 #[tokio::test]
 async fn sqlite_compute_node() {
     let (db, s) = setup().await;
-    scenarios::compute_node(&db, &s).await;
+    scenarios::compute_node(&db, &s, "realnode").await;
 }
 
 #[tokio::test]

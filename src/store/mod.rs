@@ -166,7 +166,7 @@ impl Store {
                             Ok(())
                         })
                     })
-                    .connect_with(options)
+                    .connect_with(*options)
                     .await
                     .map_err(|source| StoreError::Connect { target: display.clone(), source })?;
                 let shown = &display;

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 /// A parsed connection target. (No `Debug` derive: the options hold the password.)
 pub enum DbTarget {
     MySql {
-        options: MySqlConnectOptions,
+        options: Box<MySqlConnectOptions>,
         /// `user@host:port/db`, safe to log.
         display: String,
     },
@@ -93,7 +93,7 @@ pub fn parse(url_str: &str) -> Result<DbTarget, StoreError> {
             };
             o = o.charset(cs).collation(coll);
             let display = format!("{}@{}:{}/{}", if user.is_empty() { "?" } else { &user }, host, port, db);
-            Ok(DbTarget::MySql { options: o, display })
+            Ok(DbTarget::MySql { options: Box::new(o), display })
         }
         other => Err(bad(format!("unsupported database scheme {other:?} (expected mysql, mariadb or sqlite)"))),
     }

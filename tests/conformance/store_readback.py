@@ -138,7 +138,6 @@ def main():
     args = p.parse_args()
 
     CONF(['--config-file', args.config_file], project='zun')
-    objects.register_all()
     result = {'read': cmd_read, 'api-create': cmd_api_create,
               'service-wait': cmd_service_wait}[args.cmd](args)
     sys.stdout.write(json.dumps(result, sort_keys=True) + '\n')

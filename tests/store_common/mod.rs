@@ -107,6 +107,11 @@ impl TestDb {
         store
     }
 
+    /// Opens the store without the schema check.
+    pub async fn open_unchecked(&self) -> Store {
+        Store::connect(self.url.as_deref(), &self.sqlite_path).await.expect("Store::connect")
+    }
+
     /// `CAST(col AS text)` on this backend.
     fn text(&self, col: &str) -> String {
         match self.backend {
@@ -200,6 +205,19 @@ impl TestDb {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
                 rt.block_on(async move {
                     if let Ok(mut c) = sqlx::MySqlConnection::connect(&server).await {
+                        // The test's own pool may still hold idle connections (their release
+                        // task cannot run while this Drop blocks the test runtime): end them so
+                        // DROP DATABASE does not wait on their metadata locks.
+                        let ids: Vec<i64> = sqlx::query_scalar(
+                            "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = ?",
+                        )
+                        .bind(&name)
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap_or_default();
+                        for id in ids {
+                            let _ = sqlx::query(&format!("KILL CONNECTION {id}")).execute(&mut c).await;
+                        }
                         let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS `{name}`")).execute(&mut c).await;
                         let _ = c.close().await;
                     }

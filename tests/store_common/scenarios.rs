@@ -342,7 +342,7 @@ pub async fn delete_flow(db: &TestDb, store: &Store) {
     store.container_destroy(&uuid).await.unwrap();
     assert_eq!(db.count("container", &format!("`uuid`='{uuid}'")).await, 0);
     assert_eq!(db.count("container_actions", &format!("`container_uuid`='{uuid}'")).await, 0);
-    assert_eq!(db.count("container_actions_events", &format!("`action_id` NOT IN (SELECT `id` FROM `container_actions`)")).await, 0);
+    assert_eq!(db.count("container_actions_events", "`action_id` NOT IN (SELECT `id` FROM `container_actions`)").await, 0);
     assert_eq!(db.count("exec_instance", &format!("`container_id`={id}")).await, 0);
     assert_eq!(db.count("volume_mapping", &format!("`container_uuid`='{uuid}'")).await, 0);
     assert_eq!(db.count("volume", &format!("`uuid`='{vol_uuid}'")).await, 1);
@@ -545,9 +545,9 @@ pub fn node_record(hostname: &str) -> ComputeNodeRecord {
 }
 
 /// compute_node: insert once, update on change, claims, release, audit.
-pub async fn compute_node(db: &TestDb, store: &Store) {
-    assert!(store.compute_node_get(HOST).await.unwrap().is_none());
-    let rec = node_record(HOST);
+pub async fn compute_node(db: &TestDb, store: &Store, host: &str) {
+    assert!(store.compute_node_get(host).await.unwrap().is_none());
+    let rec = node_record(host);
     let n1 = store.compute_node_upsert(&rec).await.unwrap();
     assert_eq!(n1.uuid.len(), 36);
     assert_eq!(n1.rp_uuid, n1.uuid);
@@ -557,7 +557,7 @@ pub async fn compute_node(db: &TestDb, store: &Store) {
         .raw_row(
             "compute_node",
             &["numa_topology", "labels", "runtimes", "pci_stats", "disk_quota_supported", "enable_cpu_pinning", "cpu_used", "mem_used"],
-            &format!("`hostname`='{HOST}'"),
+            &format!("`hostname`='{host}'"),
         )
         .await;
     let s = |v: &str| Some(v.to_string());
@@ -585,13 +585,13 @@ pub async fn compute_node(db: &TestDb, store: &Store) {
     assert_eq!(db.count("compute_node", "1=1").await, 1);
 
     // Claim: like the real zun-compute's create (cpu 0.5, 64 MB, 10 GB).
-    let n4 = store.compute_node_add_usage(HOST, 0.5, 64, 10, 1).await.unwrap();
+    let n4 = store.compute_node_add_usage(host, 0.5, 64, 10, 1).await.unwrap();
     assert_eq!((n4.mem_used, n4.mem_free, n4.disk_used, n4.running_containers), (876, 24105 - 876, 10, 1));
     assert!((n4.cpu_used - 0.5).abs() < 1e-9);
-    let n5 = store.compute_node_add_usage(HOST, -0.5, -64, -10, -1).await.unwrap();
+    let n5 = store.compute_node_add_usage(host, -0.5, -64, -10, -1).await.unwrap();
     assert_eq!((n5.mem_used, n5.mem_free, n5.disk_used, n5.running_containers), (812, 24105 - 812, 0, 0));
     assert_eq!(n5.cpu_used, 0.0);
-    let n6 = store.compute_node_add_usage(HOST, -2.0, -10_000, -5, -3).await.unwrap();
+    let n6 = store.compute_node_add_usage(host, -2.0, -10_000, -5, -3).await.unwrap();
     assert_eq!((n6.mem_used, n6.disk_used, n6.running_containers), (0, 0, 0));
     assert_eq!(n6.cpu_used, 0.0);
     assert!(matches!(
@@ -602,13 +602,13 @@ pub async fn compute_node(db: &TestDb, store: &Store) {
     // Audit from the host's container rows.
     for (mem, cpu, disk) in [("64", 0.5, 10), ("128", 1.0, 0)] {
         let mut c = new_container(&new_uuid(), "audited");
-        c.data.insert("host".into(), json!(HOST));
+        c.data.insert("host".into(), json!(host));
         c.data.insert("memory".into(), json!(mem));
         c.data.insert("cpu".into(), serde_json::from_str(&format!("{cpu:?}")).unwrap());
         c.data.insert("disk".into(), json!(disk));
         store.container_save(&mut c).await.unwrap();
     }
-    let n7 = store.compute_node_recompute_usage(HOST).await.unwrap();
+    let n7 = store.compute_node_recompute_usage(host).await.unwrap();
     assert_eq!((n7.mem_used, n7.mem_free, n7.disk_used, n7.running_containers), (192, 24105 - 192, 10, 2));
     assert!((n7.cpu_used - 1.5).abs() < 1e-9);
 }
