@@ -54,6 +54,36 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
     Ok(store)
 }
 
+/// Calls `f` until it succeeds (exponential backoff with jitter, 0.5 s to 30 s), or
+/// returns None when `stop` turns true first.
+async fn retry_until_stopped<T, E, F, Fut>(what: &str, stop: &mut watch::Receiver<bool>, mut f: F) -> Option<T>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    use backon::BackoffBuilder;
+    let mut delays = backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(500))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build();
+    loop {
+        match f().await {
+            Ok(v) => return Some(v),
+            Err(e) => {
+                let wait = delays.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!(dependency = what, error = %e, retry_in_ms = wait.as_millis() as u64, "not reachable at start-up; waiting for it");
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = stop.wait_for(|v| *v) => return None,
+                }
+            }
+        }
+    }
+}
+
 /// Runs the worker until SIGTERM/SIGINT.
 pub async fn run(settings: Settings) -> Result<(), WorkerError> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -99,10 +129,19 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         tracing::info!(%addr, "admin listener up (/healthz, /readyz, /metrics)");
     }
 
-    let store = Arc::new(open_store(&settings).await?);
-    let docker = Arc::new(connect_docker(&settings).await?);
+    // Dependencies that are down at start-up are waited for (with backoff), not fatal:
+    // the worker comes up when they do, like it rides out their outages later.
+    let Some(store) = retry_until_stopped("database", &mut stop, || open_store(&settings)).await else { return Ok(()) };
+    let store = Arc::new(store);
+    Health::set(&health.db_ok, true);
+    let connect = || async {
+        let docker = connect_docker(&settings).await?;
+        let info = docker.info().await?;
+        Ok::<_, DockerError>((docker, info))
+    };
+    let Some((docker, info)) = retry_until_stopped("docker", &mut stop, connect).await else { return Ok(()) };
+    let docker = Arc::new(docker);
     Health::set(&health.docker_ok, true);
-    let info = docker.info().await?;
     let disk_quota_supported = info.disk_quota_supported().unwrap_or(false);
 
     let amqp = Arc::new(AmqpSettings::from_config(&settings)?);
