@@ -300,6 +300,7 @@ async fn run_and_settle(
             dispatcher.forget(uid);
         }
         metrics.message(&method, "requeued");
+        tracing::info!(method = %method, request_id = request_id.as_deref().unwrap_or("-"), "not started before the stop; requeued");
         let _ = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
         return;
     }
