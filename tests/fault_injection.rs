@@ -32,10 +32,23 @@ use zun_compute_rs::docker::{DockerClient, DockerSettings};
 
 const STATE_DIR: &str = "/var/tmp/zun-rs";
 const CREATES: usize = 100;
-/// One operation every this long: the stream lasts ~15 s, so the fault lands mid-stream.
-const PACE: Duration = Duration::from_millis(110);
-/// The fault is injected once this many operations were sent.
-const FAULT_AT: usize = 45;
+
+/// How a scenario's stream goes.
+#[derive(Clone, Copy)]
+struct Shape {
+    /// One operation every this long.
+    pace: Duration,
+    /// The fault is injected once this many operations were sent.
+    fault_at: usize,
+    /// Containers with restart policy `always` (Docker restarts them with dockerd).
+    restart_always: bool,
+}
+
+/// The stream lasts ~15 s, so the fault lands in its middle.
+const SHAPE: Shape = Shape { pace: Duration::from_millis(110), fault_at: 45, restart_always: false };
+/// dockerd takes ~10 s to stop (other containers on the machine wait out their stop
+/// timeout): a slower stream, so that it goes on while Docker is away.
+const DOCKERD_SHAPE: Shape = Shape { pace: Duration::from_millis(300), fault_at: 20, restart_always: true };
 /// How long the system has to settle after the stream.
 const SETTLE: Duration = Duration::from_secs(120);
 
@@ -111,6 +124,12 @@ fn dockerd_stop() {
     while pid_alive(pid) {
         assert!(Instant::now() < deadline, "dockerd {pid} did not stop in 90 s");
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // Until init reaps it, `pgrep -x dockerd` (which services.sh uses to avoid starting a
+    // second dockerd) still finds the zombie and waits on it instead of starting one.
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "dockerd {pid} was not reaped");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -241,30 +260,43 @@ fn fields(uuid: &str, restart_always: bool) -> Value {
     f
 }
 
-/// What the client managed to send: per operation, Ok or the error it raised.
-type Sent = Vec<(Kind, String, Result<(), String>)>;
+/// What the client managed to send: per operation, Ok(request id) or the error it raised.
+type Sent = Vec<(Kind, String, Result<String, String>)>;
+/// When each operation's send returned, in seconds since the stream started.
+type SentAt = HashMap<String, (f64, f64)>;
 
 /// Sends the plan through zun's rpcapi from a thread of its own, one operation every
 /// `PACE`; `progress` counts the operations done (sent or failed).
-fn spawn_stream(conf: PathBuf, host: String, ops: Vec<(Kind, String)>, restart_always: bool, progress: Arc<AtomicUsize>) -> std::thread::JoinHandle<Sent> {
+fn spawn_stream(
+    conf: PathBuf,
+    host: String,
+    ops: Vec<(Kind, String)>,
+    shape: Shape,
+    progress: Arc<AtomicUsize>,
+    t0: Instant,
+) -> std::thread::JoinHandle<(Sent, SentAt)> {
     std::thread::spawn(move || {
         let mut zun = ZunClient::start(&conf, false);
         let mut sent = Vec::new();
+        let mut at = SentAt::new();
         let mut next = Instant::now();
         for (kind, uuid) in ops {
             let now = Instant::now();
             if next > now {
                 std::thread::sleep(next - now);
             }
-            next = Instant::now().max(next) + PACE;
+            next = Instant::now().max(next) + shape.pace;
+            let began = t0.elapsed().as_secs_f64();
             let r = match kind {
-                Kind::Create => zun.cmd("rpcapi_create", json!({"fields": fields(&uuid, restart_always), "host": host, "run": true})),
+                Kind::Create => zun.cmd("rpcapi_create", json!({"fields": fields(&uuid, shape.restart_always), "host": host, "run": true})),
                 Kind::Delete => zun.cmd("rpcapi_delete", json!({"uuid": uuid, "force": true})),
             };
-            sent.push((kind, uuid, r.map(|_| ()).map_err(|e| e.to_string())));
+            at.insert(format!("{kind:?} {uuid}"), (began, t0.elapsed().as_secs_f64()));
+            let r = r.map(|v| v["request_id"].as_str().unwrap_or_default().to_string()).map_err(|e| e.to_string());
+            sent.push((kind, uuid, r));
             progress.fetch_add(1, Ordering::SeqCst);
         }
-        sent
+        (sent, at)
     })
 }
 
@@ -338,31 +370,53 @@ impl Verdict {
                 name, t.sent, t.not_sent, t.completed, t.error, t.lost, t.duplicated, t.stuck_creating
             );
         }
-        for n in self.creates.notes.iter().chain(&self.deletes.notes).take(20) {
+        let notes: Vec<&String> = self.creates.notes.iter().chain(&self.deletes.notes).collect();
+        let (errors, other): (Vec<&String>, Vec<&String>) = notes.into_iter().partition(|n| n.contains("Error:") || n.contains("failed (worker log)"));
+        for n in other.iter().take(30) {
             println!("    {n}");
+        }
+        for n in errors.iter().take(6) {
+            println!("    {n}");
+        }
+        if errors.len() > 6 {
+            println!("    ... and {} more failures reported", errors.len() - 6);
         }
     }
 }
 
+/// The request ids the worker answered with a failure (from its log).
+fn failed_requests(w: &Worker) -> HashSet<String> {
+    strip_ansi(&w.log_text())
+        .lines()
+        .filter(|l| l.contains("method failed"))
+        .filter_map(|l| Some(l.split("request_id=").nth(1)?.split_whitespace().next()?.trim_matches('"').to_string()))
+        .collect()
+}
+
 /// Classifies every operation of the stream from the rows, Docker and its event log.
-async fn verdict(w: &Worker, sent: &Sent, events: &DockerEvents) -> Verdict {
+async fn verdict(w: &Worker, sent: &Sent, sent_at: &SentAt, events: &DockerEvents) -> Verdict {
     let rows = rows(w);
     let listed = docker().list_zun_containers().await.expect("docker list");
     let in_docker: HashMap<String, (String, String)> =
         listed.iter().filter_map(|s| Some((s.zun_uuid()?.to_string(), (s.id.clone(), s.state.clone())))).collect();
     let deleted: HashSet<&str> = sent.iter().filter(|(k, _, r)| *k == Kind::Delete && r.is_ok()).map(|(_, u, _)| u.as_str()).collect();
     let mut v = Verdict { creates: Tally::default(), deletes: Tally::default() };
+    let failed_requests = failed_requests(w);
     for (kind, uuid, r) in sent {
         let t = match kind {
             Kind::Create => &mut v.creates,
             Kind::Delete => &mut v.deletes,
         };
-        if let Err(e) = r {
-            t.not_sent += 1;
-            t.notes.push(format!("{kind:?} {uuid} not sent: {}", e.chars().take(160).collect::<String>()));
-            continue;
-        }
+        let request_id = match r {
+            Ok(rid) => rid,
+            Err(e) => {
+                t.not_sent += 1;
+                t.notes.push(format!("{kind:?} {uuid} not sent: {}", e.chars().take(160).collect::<String>()));
+                continue;
+            }
+        };
         t.sent += 1;
+        let lost_before = t.lost;
         let name = format!("zun-{uuid}");
         let creates = events.creates_of(&name);
         let row = rows.get(uuid);
@@ -416,11 +470,22 @@ async fn verdict(w: &Worker, sent: &Sent, events: &DockerEvents) -> Verdict {
                     t.error += 1;
                     t.notes.push(format!("delete {uuid}: Error: {}", r.reason.chars().take(160).collect::<String>()));
                 }
+                // Failed and reported (Error with the reason), and since then the state
+                // sync showed the container as Docker has it again.
+                (Some(r), _) if failed_requests.contains(request_id) => {
+                    t.error += 1;
+                    t.notes.push(format!("delete {uuid}: failed (worker log), now {}", r.status));
+                }
                 (Some(r), _) => {
                     t.lost += 1;
                     t.notes.push(format!("delete {uuid}: row still {} / {}", r.status, r.task_state));
                 }
             },
+        }
+        if t.lost > lost_before {
+            if let (Some(n), Some((a, b))) = (t.notes.last_mut(), sent_at.get(&format!("{kind:?} {uuid}"))) {
+                n.push_str(&format!(" (sent between {a:.1} s and {b:.1} s)"));
+            }
         }
         if dup {
             t.duplicated += 1;
@@ -437,8 +502,18 @@ async fn verdict(w: &Worker, sent: &Sent, events: &DockerEvents) -> Verdict {
 async fn settle(w: &Worker, sent: &Sent) {
     let deadline = Instant::now() + SETTLE;
     let ours: HashSet<&str> = sent.iter().filter(|(_, _, r)| r.is_ok()).map(|(_, u, _)| u.as_str()).collect();
-    let deleted: HashSet<&str> = sent.iter().filter(|(k, _, r)| *k == Kind::Delete && r.is_ok()).map(|(_, u, _)| u.as_str()).collect();
+    // (busy rows, since when unchanged) while nothing is queued: no progress for
+    // STILL means what is left will not move any more (a lost message).
+    let mut still: Option<(usize, Instant)> = None;
+    const STILL: Duration = Duration::from_secs(15);
     loop {
+        // Deletes neither applied nor failed yet.
+        let failed = failed_requests(w);
+        let deleted: HashSet<&str> = sent
+            .iter()
+            .filter(|(k, _, r)| *k == Kind::Delete && r.as_ref().is_ok_and(|rid| !failed.contains(rid)))
+            .map(|(_, u, _)| u.as_str())
+            .collect();
         let rows = rows(w);
         let busy = rows.iter().filter(|(u, r)| {
             ours.contains(u.as_str())
@@ -450,6 +525,19 @@ async fn settle(w: &Worker, sent: &Sent) {
         let queued = if amqp_up() { queued_messages(w) } else { u64::MAX };
         if busy == 0 && queued == 0 {
             return;
+        }
+        if queued == 0 {
+            match still {
+                Some((b, since)) if b == busy => {
+                    if since.elapsed() >= STILL {
+                        println!("no progress for {STILL:?} with nothing queued: {busy} rows will not move");
+                        return;
+                    }
+                }
+                _ => still = Some((busy, Instant::now())),
+            }
+        } else {
+            still = None;
         }
         if Instant::now() >= deadline {
             println!("not settled after {SETTLE:?}: {busy} rows busy, {queued} messages queued");
@@ -481,6 +569,9 @@ fn strip_ansi(s: &str) -> String {
 struct Cleanup(Vec<String>);
 impl Drop for Cleanup {
     fn drop(&mut self) {
+        if !docker_sock_ok() {
+            services_up();
+        }
         for chunk in self.0.chunks(50) {
             let names: Vec<String> = chunk.iter().map(|u| format!("zun-{u}")).collect();
             let _ = Command::new("docker").arg("rm").arg("-f").args(&names).stdout(Stdio::null()).stderr(Stdio::null()).status();
@@ -496,7 +587,7 @@ struct Run {
     verdict: Verdict,
 }
 
-async fn scenario<F>(name: &str, default_extra: &str, extra: &str, restart_always: bool, fault: F) -> Run
+async fn scenario<F>(name: &str, default_extra: &str, extra: &str, shape: Shape, fault: F) -> Run
 where
     F: FnOnce(&mut Worker, &AtomicUsize),
 {
@@ -510,22 +601,28 @@ where
     let _cleanup = Cleanup(uuids.clone());
     let progress = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
-    let stream = spawn_stream(w.conf.clone(), w.host.clone(), plan(&uuids), restart_always, progress.clone());
+    *T0.lock().unwrap() = Some(started);
+    let stream = spawn_stream(w.conf.clone(), w.host.clone(), plan(&uuids), shape, progress.clone(), started);
     wait_for(Duration::from_secs(120), "the stream to reach the fault point", || {
         let p = progress.load(Ordering::SeqCst);
-        async move { (p >= FAULT_AT).then_some(()) }
+        async move { (p >= shape.fault_at).then_some(()) }
     })
     .await;
-    println!("{name}: injecting the fault after {} operations ({:.1} s)", progress.load(Ordering::SeqCst), started.elapsed().as_secs_f64());
+    println!("{name}: injecting the fault after {} operations at {:.1} s", progress.load(Ordering::SeqCst), started.elapsed().as_secs_f64());
     tokio::task::block_in_place(|| fault(&mut w, &progress));
     println!("{name}: fault over at {:.1} s", started.elapsed().as_secs_f64());
-    let sent = tokio::task::block_in_place(|| stream.join()).expect("stream thread");
+    let (sent, sent_at) = tokio::task::block_in_place(|| stream.join()).expect("stream thread");
     println!("{name}: stream done at {:.1} s", started.elapsed().as_secs_f64());
     settle(&w, &sent).await;
-    let verdict = verdict(&w, &sent, &events).await;
+    let verdict = verdict(&w, &sent, &sent_at, &events).await;
     println!("{name}: settled at {:.1} s", started.elapsed().as_secs_f64());
     verdict.print(name);
     let log = strip_ansi(&w.log_text());
+    // Kept for a look after the test (its directory goes with the worker).
+    let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' }).collect();
+    let kept = std::env::temp_dir().join(format!("zunrs-fault-{slug}.log"));
+    let _ = std::fs::write(&kept, &log);
+    println!("  worker log kept at {}", kept.display());
     let marks = [
         ("broker connection lost", "lost the broker"),
         ("duplicate deliveries dropped", "dropping duplicate message"),
@@ -555,16 +652,33 @@ fn assert_clean(name: &str, run: &mut Run, allow_errors: bool) {
     assert_eq!(run.sent.iter().filter(|(k, _, _)| *k == Kind::Create).count(), CREATES);
 }
 
+/// When the running scenario's stream started.
+static T0: Mutex<Option<Instant>> = Mutex::new(None);
+
+/// Seconds since the stream started.
+fn t() -> f64 {
+    T0.lock().unwrap().map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0)
+}
+
 /// Stops RabbitMQ, waits until the worker noticed, starts it again.
 fn restart_rabbit(w: &mut Worker, _: &AtomicUsize) {
     let noticed_before = w.log_text().matches("lost the broker").count();
+    let noticed_consuming = w.log_text().matches("consuming").count();
     rabbit_stop();
+    println!("  RabbitMQ down at {:.1} s", t());
     let deadline = Instant::now() + Duration::from_secs(30);
     while w.log_text().matches("lost the broker").count() == noticed_before {
         assert!(Instant::now() < deadline, "the worker did not notice the broker going away");
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(services_up(), "RabbitMQ did not come back");
+    println!("  RabbitMQ back at {:.1} s", t());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while w.log_text().matches("consuming").count() <= noticed_consuming {
+        assert!(Instant::now() < deadline, "the worker did not resume consuming");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    println!("  worker consuming again at {:.1} s", t());
 }
 
 // ------------------------------------------------------------------ the scenarios
@@ -577,7 +691,7 @@ async fn rabbitmq_restart_with_durable_queues_loses_nothing() {
     let _restore = Restore;
     let name = "RabbitMQ restart, amqp_durable_queues = true";
     let extra = format!("[oslo_messaging_rabbit]\namqp_durable_queues = true\n{FAST_RECONNECT}");
-    let mut run = scenario(name, "", &extra, false, restart_rabbit).await;
+    let mut run = scenario(name, "", &extra, SHAPE, restart_rabbit).await;
     assert_clean(name, &mut run, false);
 }
 
@@ -587,7 +701,7 @@ async fn rabbitmq_restart_with_quorum_queues_loses_nothing() {
     let _restore = Restore;
     let name = "RabbitMQ restart, rabbit_quorum_queue = true";
     let extra = format!("[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n{FAST_RECONNECT}");
-    let mut run = scenario(name, "", &extra, false, restart_rabbit).await;
+    let mut run = scenario(name, "", &extra, SHAPE, restart_rabbit).await;
     assert_clean(name, &mut run, false);
 }
 
@@ -600,7 +714,7 @@ async fn rabbitmq_restart_with_transient_queues_shows_what_is_lost() {
     let _restore = Restore;
     let name = "RabbitMQ restart, oslo defaults (transient queues)";
     let extra = format!("[oslo_messaging_rabbit]\n{FAST_RECONNECT}");
-    let mut run = scenario(name, "", &extra, false, restart_rabbit).await;
+    let mut run = scenario(name, "", &extra, SHAPE, restart_rabbit).await;
     assert!(run.w.alive(), "the worker exited");
     let (c, d) = (&run.verdict.creates, &run.verdict.deletes);
     assert_eq!(c.duplicated + d.duplicated, 0, "duplicated effects");
@@ -612,7 +726,7 @@ async fn worker_killed_mid_stream_loses_nothing() {
     let _lock = fault_lock();
     let _restore = Restore;
     let name = "worker SIGKILL and restart";
-    let mut run = scenario(name, "", "", false, |w, _| {
+    let mut run = scenario(name, "", "", SHAPE, |w, _| {
         w.kill();
         w.spawn();
     })
@@ -627,7 +741,7 @@ async fn sigterm_mid_stream_drains_exits_zero_and_loses_nothing() {
     let name = "worker SIGTERM (drain 30 s) and restart";
     let status = Arc::new(Mutex::new(None));
     let st = status.clone();
-    let mut run = scenario(name, "", "[compute]\ngraceful_shutdown_timeout = 30\n", false, move |w, _| {
+    let mut run = scenario(name, "", "[compute]\ngraceful_shutdown_timeout = 30\n", SHAPE, move |w, _| {
         let t = Instant::now();
         *st.lock().unwrap() = w.stop();
         println!("  drained and exited in {:.1} s", t.elapsed().as_secs_f64());
@@ -659,9 +773,10 @@ async fn dockerd_restart_mid_stream_every_container_settles() {
     let name = "dockerd restart";
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let extra = format!("[admin]\nlisten = 127.0.0.1:{port}\n");
-    let mut run = scenario(name, "periodic_interval_max = 2\n", &extra, true, |w, progress| {
+    let mut run = scenario(name, "periodic_interval_max = 2\n", &extra, DOCKERD_SHAPE, |w, progress| {
         assert_eq!(readyz(port).0, 200, "ready before the fault: {:?}", readyz(port));
         dockerd_stop();
+        println!("  dockerd down at {:.1} s", t());
         // Docker stays away until readiness reports it and the stream met it for a while.
         let at_stop = progress.load(Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -671,11 +786,16 @@ async fn dockerd_restart_mid_stream_every_container_settles() {
             if code == 503 && body.contains("docker false") && progress.load(Ordering::SeqCst) >= at_stop + 10 {
                 break;
             }
-            assert!(Instant::now() < deadline, "readiness never reported Docker down: {code} {body}");
+            assert!(
+                Instant::now() < deadline,
+                "readiness: {code} {body}; operations sent {} (at stop {at_stop})",
+                progress.load(Ordering::SeqCst)
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(services_up(), "dockerd did not come back");
         assert!(docker_sock_ok());
+        println!("  dockerd back at {:.1} s", t());
     })
     .await;
     assert_clean(name, &mut run, true);
