@@ -9,6 +9,14 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Removes the Docker container when the test ends, passed or not.
+struct RemoveOnDrop(String);
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
 /// Events should be seen within a second; this leaves room for a loaded machine.
 const WITHIN: Duration = Duration::from_secs(5);
 
@@ -41,6 +49,7 @@ async fn docker_events_reach_the_row_within_seconds() {
     let mut zun = w.zun();
     let uuid = uuid::Uuid::new_v4().to_string();
     let name = format!("zun-{uuid}");
+    let _cleanup = RemoveOnDrop(name.clone());
     let fields = json!({
         "uuid": uuid, "name": format!("ev-{}", &uuid[..8]), "image": "busybox:latest", "image_pull_policy": "ifnotpresent",
         "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"], "status": "Creating",
