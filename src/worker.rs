@@ -178,6 +178,8 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     recovery::recover(&svc, &manager).await;
     tokio::spawn(periodic::probe_health(svc.clone(), health.clone(), Duration::from_secs(2), stop.clone()));
     let periodic_task = tokio::spawn(periodic::run(svc.clone(), manager.clone(), health.clone(), settings.periodic_interval(), stop.clone()));
+    let events_task = (settings.default.sync_container_state_interval >= 0)
+        .then(|| tokio::spawn(periodic::follow_docker_events(svc.clone(), manager.clone(), stop.clone())));
 
     let dispatcher = Arc::new(Dispatcher::new(manager.clone()));
     let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher.clone(), metrics, health));
@@ -199,6 +201,9 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     }
     let _ = server_task.await;
     let _ = periodic_task.await;
+    if let Some(t) = events_task {
+        let _ = t.await;
+    }
     publisher.close().await;
     store.close().await;
     tracing::info!("zun-compute-rs stopped");

@@ -81,8 +81,8 @@ impl AmqpSettings {
             prefetch,
             heartbeat: r.heartbeat_timeout_threshold,
             reply_retry: Duration::from_secs(r.kombu_missing_consumer_retry_timeout),
-            retry_min: Duration::from_secs_f64(r.rabbit_retry_interval.max(0.05)),
-            retry_max: Duration::from_secs_f64(r.rabbit_interval_max.max(0.1)),
+            retry_min: seconds(r.rabbit_retry_interval, 0.05),
+            retry_max: seconds(r.rabbit_interval_max, 0.1),
             next_broker: AtomicUsize::new(0),
         })
     }
@@ -97,6 +97,11 @@ impl AmqpSettings {
             .without_max_times()
             .build()
     }
+}
+
+/// A configured interval in seconds, at least `min`, at most a day (no panic on inf).
+fn seconds(v: f64, min: f64) -> Duration {
+    Duration::try_from_secs_f64(v.clamp(min, 86_400.0)).unwrap_or(Duration::from_secs_f64(min))
 }
 
 /// oslo sends these as signed 32-bit AMQP integers.

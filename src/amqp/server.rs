@@ -289,10 +289,22 @@ async fn run_and_settle(
     let Running { method, request_id, reply_to, heartbeat, unique_id, future } = run;
     metrics.message(&method, "received");
     let started = Instant::now();
+    // A method that panics must not leave its delivery unsettled (it would come back at
+    // every reconnection): it is answered with an error and rejected as poison.
+    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = panicked.clone();
+    let future = async move {
+        use futures_util::FutureExt;
+        std::panic::AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|_| {
+            flag.store(true, Ordering::SeqCst);
+            Err(RpcError::internal("Unexpected error: the operation failed inside zun-compute-rs"))
+        })
+    };
     let result = match (&reply_to, heartbeat) {
-        (Some(to), Some(period)) => with_heartbeats(future, to, period, &publisher).await,
+        (Some(to), Some(period)) => with_heartbeats(Box::pin(future), to, period, &publisher).await,
         _ => future.await,
     };
+    let poison = panicked.load(Ordering::SeqCst);
     let elapsed = started.elapsed().as_secs_f64();
     if let Err(RpcError::Abandoned) = &result {
         // Not started (shutting down): back to the queue for this or another worker.
@@ -300,6 +312,7 @@ async fn run_and_settle(
             dispatcher.forget(uid);
         }
         metrics.message(&method, "requeued");
+        tracing::info!(method = %method, request_id = request_id.as_deref().unwrap_or("-"), "not started before the stop; requeued");
         let _ = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
         return;
     }
@@ -317,6 +330,13 @@ async fn run_and_settle(
         if let Err(e) = publisher.send_reply(to, &reply, Instant::now() + reply_budget).await {
             tracing::warn!(method = %method, request_id = %req, error = %e, "reply not delivered");
         }
+    }
+    if poison {
+        // Dead-lettered (when the queue has a dead-letter exchange), never redelivered.
+        tracing::error!(method = %method, request_id = %req, "the method panicked; rejecting the message as poison");
+        metrics.message(&method, "rejected");
+        let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+        return;
     }
     metrics.message(&method, "acked");
     let _ = acker.ack(BasicAckOptions::default()).await;

@@ -496,6 +496,35 @@ impl DockerClient {
             .collect())
     }
 
+    /// `GET /events` for the state changes of containers named `zun-*`, followed until
+    /// Docker closes the stream (it restarted) or fails: `(action, container id, zun uuid)`
+    /// with actions `start`, `die`, `pause`, `unpause`, `destroy`, `oom`. `since` (unix
+    /// seconds) replays what happened since then, so a resubscription misses nothing. No
+    /// timeout between events: the stream can be idle for hours.
+    pub fn zun_container_events(
+        &self,
+        since: Option<i64>,
+    ) -> impl futures_util::Stream<Item = Result<(String, String, String), DockerError>> + Send + 'static {
+        let mut filters = HashMap::new();
+        filters.insert("type".to_string(), vec!["container".to_string()]);
+        filters.insert(
+            "event".to_string(),
+            ["start", "die", "pause", "unpause", "destroy", "oom"].iter().map(|s| s.to_string()).collect(),
+        );
+        let opts = qp::EventsOptions { since: since.map(|t| t.to_string()), until: None, filters: Some(filters) };
+        self.docker.events(Some(opts)).filter_map(|item| async move {
+            match item {
+                Err(e) => Some(Err(DockerError::from_bollard(e, "GET /events"))),
+                Ok(ev) => {
+                    let actor = ev.actor?;
+                    let name = actor.attributes.as_ref()?.get("name")?;
+                    let uuid = name.strip_prefix(NAME_PREFIX)?.to_string();
+                    Some(Ok((ev.action?, actor.id?, uuid)))
+                }
+            }
+        })
+    }
+
     /// `GET /containers/{id}/logs` without following: the demultiplexed output, stdout and
     /// stderr interleaved in order, as docker-py's `logs(stream=False)` returns it.
     /// `tail` is a number of lines or `all` (default); `since` a Unix timestamp.

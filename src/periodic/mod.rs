@@ -5,6 +5,10 @@
 //!   rows of this host;
 //! - container state sync with Docker (`sync_container_state`);
 //! - the auto-remove reaper (containers Deleted with `auto_remove`).
+//!
+//! Between two syncs, [`follow_docker_events`] follows Docker's event stream, so that a
+//! `zun-*` container that dies, starts, pauses or disappears outside zun is seen within
+//! a second.
 pub mod inventory;
 
 use crate::admin::Health;
@@ -176,5 +180,96 @@ pub async fn run(svc: Arc<Services>, manager: Arc<Manager>, health: Arc<Health>,
             sync_container_states(&svc, &manager).await;
         }
         reap_auto_removed(&svc, &manager).await;
+    }
+}
+
+/// Follows Docker's events for `zun-*` containers until `stop`, bringing the row of each
+/// container that changed in line with Docker at once (the 60 s state sync stays the
+/// safety net). Resubscribes when Docker goes away and comes back, replaying what happened
+/// since the last event seen.
+pub async fn follow_docker_events(svc: Arc<Services>, manager: Arc<Manager>, mut stop: watch::Receiver<bool>) {
+    use futures_util::StreamExt;
+    let mut since: Option<i64> = None;
+    let mut wait = Duration::from_millis(250);
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let subscribed = chrono::Utc::now().timestamp();
+        let stream = svc.docker.zun_container_events(since);
+        tokio::pin!(stream);
+        loop {
+            let item = tokio::select! {
+                _ = stop.changed() => return,
+                item = stream.next() => item,
+            };
+            match item {
+                Some(Ok((action, id, uuid))) => {
+                    wait = Duration::from_millis(250);
+                    since = Some(chrono::Utc::now().timestamp() - 1);
+                    sync_one_container(&svc, &manager, &uuid, &id, &action).await;
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "Docker event stream ended");
+                    break;
+                }
+                None => break,
+            }
+        }
+        since = Some(since.unwrap_or(subscribed));
+        tokio::select! {
+            _ = stop.changed() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// One container's row brought in line with Docker after an event, under the same rules
+/// as [`sync_container_states`]: not while an operation or a task owns it.
+async fn sync_one_container(svc: &Services, manager: &Manager, uuid: &str, docker_id: &str, action: &str) {
+    if manager.executor().is_busy(uuid) {
+        return;
+    }
+    let mut c = match svc.store.container_get(uuid).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(container = %uuid, error = %e, "event sync: cannot read the row");
+            return;
+        }
+    };
+    let status = c.get_str("status").unwrap_or_default().to_string();
+    // Its Docker container is on this host's engine; zun leaves `host` unset when the
+    // create claimed nothing (no memory, cpu or disk).
+    let host_ok = c.get_str("host").is_none_or(|h| h == svc.host);
+    if !host_ok
+        || c.get_str("task_state").is_some()
+        || c.get_str("container_id") != Some(docker_id)
+        || matches!(status.as_str(), "Creating" | "Deleting" | "Deleted")
+    {
+        return;
+    }
+    if action == "destroy" {
+        if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
+            c.set("status", json!("Deleted"));
+        } else if status != "Error" {
+            c.set("status", json!("Error"));
+            c.set("status_reason", json!(format!("No such container: {docker_id} in docker")));
+        }
+    } else {
+        match svc.docker.inspect(docker_id).await {
+            Ok(inspect) => populate::populate_from_inspect(&mut c, &inspect, false, chrono::Utc::now()),
+            Err(e) => {
+                tracing::debug!(container = %uuid, error = %e, "event sync: inspect failed");
+                return;
+            }
+        }
+    }
+    if c.changes.contains("status") {
+        tracing::info!(container = %uuid, event = %action, from = %status, to = c.get_str("status").unwrap_or("-"), "state sync from a Docker event");
+        if let Err(e) = svc.store.container_save(&mut c).await {
+            tracing::warn!(container = %uuid, error = %e, "event sync: save failed");
+        }
     }
 }

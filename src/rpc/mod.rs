@@ -204,7 +204,8 @@ pub fn call_monitor_period(timeout: Option<&Value>) -> Option<Duration> {
         return None;
     }
     if (t.trunc() as i64) / 2 >= 1 {
-        Some(Duration::from_secs_f64(t / 2.0))
+        // A `_timeout` beyond what a Duration holds means no heartbeat worth sending.
+        Duration::try_from_secs_f64(t / 2.0).ok()
     } else {
         None
     }
@@ -248,6 +249,7 @@ mod tests {
         assert_eq!(call_monitor_period(Some(&json!(1))), None);
         assert_eq!(call_monitor_period(Some(&json!(3))), Some(Duration::from_secs_f64(1.5)));
         assert_eq!(call_monitor_period(Some(&json!(2))), Some(Duration::from_secs(1)));
+        assert_eq!(call_monitor_period(Some(&json!(1e300))), None);
     }
 
     #[test]

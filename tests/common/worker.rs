@@ -46,16 +46,29 @@ pub struct Worker {
 impl Worker {
     /// Starts the worker with `extra` appended to its zun.conf; waits until it consumes.
     pub fn start(extra: &str) -> Self {
+        Self::start_with("", extra)
+    }
+
+    /// Like [`Worker::start`], with `default_extra` lines added to its `[DEFAULT]` section
+    /// (which `extra`, appended after the other sections, cannot reach). When `extra` has
+    /// an `[admin]` section, it replaces the default one (admin listener off).
+    pub fn start_with(default_extra: &str, extra: &str) -> Self {
         let vhost = Vhost::new("zunrs-e2e");
         let db = TestDb::new();
         let dir = tempfile::tempdir().unwrap();
         let host = unique("e2e-node");
         let text = format!(
-            "[DEFAULT]\nhost = {host}\ntransport_url = {}\nrpc_response_timeout = 60\nperiodic_interval_max = 60\nstate_path = {}\n\
-             [database]\nconnection = {}\n[admin]\nlisten =\n{extra}\n",
+            "[DEFAULT]\nhost = {host}\ntransport_url = {}\nrpc_response_timeout = 60\nstate_path = {}\n{}\n\
+             [database]\nconnection = {}\n{}{extra}\n",
             vhost.url(),
             dir.path().display(),
-            db.url
+            if default_extra.contains("periodic_interval_max") {
+                default_extra.to_string()
+            } else {
+                format!("periodic_interval_max = 60\n{default_extra}")
+            },
+            db.url,
+            if extra.contains("[admin]") { "" } else { "[admin]\nlisten =\n" },
         );
         let conf = write_conf(dir.path(), "zun.conf", &text);
         let log = dir.path().join("worker.log");
@@ -110,6 +123,16 @@ impl Worker {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// True while the process has not exited.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
 
     /// SIGKILL, as a crash.

@@ -20,10 +20,28 @@ pub async fn container_create(op: Op) -> MethodResult {
     let mut c = op.container()?;
     let uuid = c.uuid().unwrap_or_default().to_string();
     let run = op.arg_bool("run");
+    if deleted_since_sent(&op, &c, &uuid).await {
+        // Saving would insert the row again and Docker would get the container back:
+        // a container the user deleted would come back to life.
+        tracing::info!(container = %uuid, request_id = op.request_id(), redelivered = op.redelivered,
+            "the container was deleted after this create was sent; nothing to do");
+        return Ok(Value::Null);
+    }
     op.announce_start(&c, "create");
     let res = create_flow(&op, &mut c, &uuid, run).await;
     op.finish_action(&c, "create", res.is_err()).await;
     res.map(|_| Value::Null)
+}
+
+/// True when the object was read from a row (zun-api created it: it has an `id`) and
+/// that row is gone: a create redelivered (broker restart, worker crash) or sent twice
+/// after its container was deleted. A store error answers false: the create goes on and
+/// fails at its first save like any other operation would.
+async fn deleted_since_sent(op: &Op, c: &Container, uuid: &str) -> bool {
+    if c.get("id").is_none_or(Value::is_null) {
+        return false;
+    }
+    matches!(op.svc.store.container_get(uuid).await, Ok(None))
 }
 
 async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Result<(), RpcError> {
@@ -49,7 +67,8 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
     let created = do_container_create(op, c).await;
     op.event_finish(uuid, "compute__do_container_create", &created).await;
     created?;
-    if run {
+    // An adopted container may be running already (the first attempt started it).
+    if run && c.get_str("status") != Some("Running") {
         lifecycle::do_start(op, c).await?;
     }
     Ok(())
@@ -158,6 +177,10 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
             c.set("container_id", json!(id));
         }
         populate::populate_from_inspect(c, &existing, true, chrono::Utc::now());
+        // Whatever recovery or an earlier attempt wrote as the reason no longer holds.
+        if c.get_str("status") != Some("Error") {
+            c.set("status_reason", Value::Null);
+        }
         return op.save(c).await;
     }
 

@@ -3,6 +3,7 @@
 //! and finishes its action, as zun's master manager does.
 use super::{reason, Op};
 use crate::compute::claims;
+use crate::docker::DockerErrorKind;
 use crate::oslo::Container;
 use crate::rpc::{MethodResult, RpcError};
 use serde_json::{json, Value};
@@ -135,7 +136,8 @@ pub async fn container_kill(op: Op) -> MethodResult {
 
 /// `container_delete(force)`: task `container_deleting` (saving the API's unsaved
 /// `Deleting`), Docker remove (a missing container is fine), release the usage, and
-/// destroy the row. Deleting a container that is already gone succeeds.
+/// destroy the row. Deleting a container that is already gone succeeds; a delete while
+/// Docker cannot be reached fails (Error with the reason, row kept), even when forced.
 pub async fn container_delete(op: Op) -> MethodResult {
     let mut c = op.container()?;
     let uuid = c.uuid().unwrap_or_default().to_string();
@@ -152,7 +154,10 @@ pub async fn container_delete(op: Op) -> MethodResult {
     let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| format!("zun-{uuid}"));
     if let Err(e) = op.svc.docker.remove(&target, force).await {
         let err = super::docker_error(&e);
-        if !force {
+        // `force` overrides Docker's refusals, not its absence: destroying the row while
+        // Docker is unreachable would leave a container running that nothing tracks.
+        let unreachable = matches!(e.kind, DockerErrorKind::Transport | DockerErrorKind::Timeout);
+        if !force || unreachable {
             op.fail(&mut c, &reason(&err), false).await;
             let _ = op.end_task(&mut c, guard).await;
             op.announce_end(&c, "delete", true);
