@@ -167,9 +167,16 @@ impl ZunClient {
         req["cmd"] = json!(cmd);
         writeln!(self.stdin, "{req}").expect("write to zun client");
         self.stdin.flush().expect("flush");
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).expect("read from zun client");
-        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad answer {line:?}: {e}"));
+        // One JSON object per answer; anything else on stdout is not ours.
+        let v: Value = loop {
+            let mut line = String::new();
+            let n = self.stdout.read_line(&mut line).expect("read from zun client");
+            assert!(n > 0, "the zun client exited");
+            match serde_json::from_str::<Value>(&line) {
+                Ok(v) if v.is_object() => break v,
+                _ => continue,
+            }
+        };
         match v.get("ok") {
             Some(ok) if v.get("error").is_none() => Ok(ok.clone()),
             _ => Err(v.get("error").cloned().unwrap_or(v)),

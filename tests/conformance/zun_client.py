@@ -11,6 +11,11 @@ database (wire tests only).
 """
 import sys
 
+# Answers go to the real stdout; everything else (oslo.log's default handler included,
+# e.g. broker reconnect warnings) goes to stderr, so the JSON lines stay clean.
+ANSWERS = sys.stdout
+sys.stdout = sys.stderr
+
 import zun.cmd  # noqa: F401  (eventlet monkey-patching must come first, as in zun-api)
 
 import json
@@ -214,7 +219,7 @@ def main():
     zun_service.prepare_service(["zun-conformance", "--config-file", conf_file])
 
     driver = Driver(no_db)
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True}), file=ANSWERS, flush=True)
     for line in sys.stdin:
         line = line.strip()
         if not line:
@@ -225,7 +230,7 @@ def main():
             out = {"ok": fn(req)}
         except Exception as e:  # every failure goes back to the Rust test as data
             out = {"error": error_dict(e), "traceback": traceback.format_exc()}
-        print(json.dumps(out, default=str), flush=True)
+        print(json.dumps(out, default=str), file=ANSWERS, flush=True)
 
 
 if __name__ == "__main__":
