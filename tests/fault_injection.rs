@@ -690,8 +690,36 @@ async fn rabbitmq_restart_with_durable_queues_loses_nothing() {
     let _lock = fault_lock();
     let _restore = Restore;
     let name = "RabbitMQ restart, amqp_durable_queues = true";
-    let extra = format!("[oslo_messaging_rabbit]\namqp_durable_queues = true\n{FAST_RECONNECT}");
-    let mut run = scenario(name, "", &extra, SHAPE, restart_rabbit).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!("[oslo_messaging_rabbit]\namqp_durable_queues = true\n{FAST_RECONNECT}[admin]\nlisten = 127.0.0.1:{port}\n");
+    let mut run = scenario(name, "", &extra, SHAPE, |w, progress| {
+        assert_eq!(readyz(port).0, 200, "ready before the fault: {:?}", readyz(port));
+        let noticed_before = w.log_text().matches("lost the broker").count();
+        let noticed_consuming = w.log_text().matches("consuming").count();
+        rabbit_stop();
+        println!("  RabbitMQ down at {:.1} s", t());
+        // /readyz turns unready while the broker is away...
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (code, body) = readyz(port);
+            if code == 503 && body.contains("broker_consuming false") && w.log_text().matches("lost the broker").count() > noticed_before {
+                break;
+            }
+            assert!(Instant::now() < deadline, "readiness while RabbitMQ is down: {code} {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = progress;
+        assert!(services_up(), "RabbitMQ did not come back");
+        println!("  RabbitMQ back at {:.1} s", t());
+        // ...and ready again once it is back and the worker consumes.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while w.log_text().matches("consuming").count() <= noticed_consuming || readyz(port).0 != 200 {
+            assert!(Instant::now() < deadline, "not ready again after RabbitMQ came back: {:?}", readyz(port));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        println!("  worker consuming and ready again at {:.1} s", t());
+    })
+    .await;
     assert_clean(name, &mut run, false);
 }
 
