@@ -4,7 +4,7 @@
 use crate::amqp::client::RpcClient;
 use crate::amqp::AmqpSettings;
 use crate::config::Settings;
-use crate::oslo::{Container, ObjectPrimitive, RequestContext};
+use crate::oslo::{Container, RequestContext};
 use clap::{Args, Subcommand};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -166,8 +166,7 @@ pub async fn cast(settings: &Settings, args: CastArgs) -> Result<(), crate::work
             if !command.is_empty() {
                 data.insert("command".into(), json!(command));
             }
-            let prim = ObjectPrimitive { name: "Container".into(), namespace: "zun".into(), version: "1.44".into(), data, changes: Vec::new() };
-            let mut c = Container::from_primitive(prim).map_err(|e| fail(&e))?;
+            let mut c = Container::with_data(data);
             // zun-api: Container.create() then action_start('create').
             for k in c.data.keys().cloned().collect::<Vec<_>>() {
                 c.changes.insert(k);

@@ -14,7 +14,7 @@ use zun_compute_rs::compute::mapping::{container_create_config, docker_name, Map
 use zun_compute_rs::compute::populate::{populate_from_inspect, populate_from_list_state};
 use zun_compute_rs::compute::stats::zun_stats;
 use zun_compute_rs::docker::{DockerClient, DockerErrorKind, DockerSettings};
-use zun_compute_rs::oslo::object::{Container, ObjectPrimitive};
+use zun_compute_rs::oslo::object::Container;
 
 const IMAGE_REPO: &str = "busybox";
 const IMAGE_TAG: &str = "latest";
@@ -115,14 +115,7 @@ fn zun_container(command: Value, extra: Value) -> Container {
     for (k, v) in extra.as_object().unwrap() {
         data[k] = v.clone();
     }
-    let p = ObjectPrimitive {
-        name: "Container".into(),
-        namespace: "zun".into(),
-        version: "1.44".into(),
-        data: data.as_object().unwrap().clone(),
-        changes: vec![],
-    };
-    Container::from_primitive(p).unwrap()
+    Container::with_data(data.as_object().unwrap().clone())
 }
 
 async fn mapping_options(c: &DockerClient) -> MappingOptions {

@@ -418,14 +418,7 @@ mod tests {
     const CREATE_CAST: &str = include_str!("../../tests/fixtures/oslo/container_create_cast.json");
 
     fn container(data: Value) -> Container {
-        let p = ObjectPrimitive {
-            name: "Container".into(),
-            namespace: "zun".into(),
-            version: "1.44".into(),
-            data: data.as_object().cloned().unwrap_or_default(),
-            changes: vec![],
-        };
-        Container::from_primitive(p).unwrap()
+        Container::with_data(data.as_object().cloned().unwrap_or_default())
     }
 
     /// The container as the real zun-compute had it when creating the fixture's container

@@ -276,21 +276,13 @@ pub fn populate_from_list_state(container: &mut Container, state: &str, force: b
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oslo::object::ObjectPrimitive;
     use chrono::TimeZone;
     use serde_json::json;
 
     const INSPECT: &str = include_str!("../../tests/fixtures/docker/zun-compute-created-inspect.json");
 
     fn container(data: Value) -> Container {
-        let p = ObjectPrimitive {
-            name: "Container".into(),
-            namespace: "zun".into(),
-            version: "1.44".into(),
-            data: data.as_object().cloned().unwrap_or_default(),
-            changes: vec![],
-        };
-        Container::from_primitive(p).unwrap()
+        Container::with_data(data.as_object().cloned().unwrap_or_default())
     }
 
     fn base(status: &str) -> Container {

@@ -217,6 +217,11 @@ pub struct Container {
 }
 
 impl Container {
+    /// A `Container` at the newest version (1.44) holding `data`, with no pending changes.
+    pub fn with_data(data: Map<String, Value>) -> Self {
+        Container { name: "Container".into(), version: "1.44".into(), data, changes: BTreeSet::new(), changes_order: Vec::new() }
+    }
+
     pub fn from_primitive(p: ObjectPrimitive) -> Result<Self, ObjectError> {
         let changes: BTreeSet<String> = p.changes.iter().cloned().collect();
         Ok(Container { name: p.name, version: p.version, data: p.data, changes, changes_order: p.changes })
