@@ -205,6 +205,12 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         let _ = t.await;
     }
     publisher.close().await;
+    // No more heartbeats from here: tell zun-api now rather than in service_down_time.
+    let down_after = Duration::from_secs(settings.default.service_down_time);
+    match store.service_mark_down(&svc.host, periodic::BINARY, down_after).await {
+        Ok(()) => tracing::info!(host = %svc.host, "service marked down"),
+        Err(e) => tracing::warn!(host = %svc.host, error = %e, "could not mark the service down"),
+    }
     store.close().await;
     tracing::info!("zun-compute-rs stopped");
     Ok(())

@@ -134,6 +134,26 @@ impl Store {
         .await
     }
 
+    /// On a clean stop: moves `last_seen_up` back by `down_after` (zun-api's
+    /// `service_down_time`) plus a second, so zun-api's servicegroup sees the host down at
+    /// once instead of after `service_down_time` (zun-compute leaves its row alone and the
+    /// host looks up for three more minutes). The next start's heartbeat marks it up again.
+    pub async fn service_mark_down(&self, host: &str, binary: &str, down_after: std::time::Duration) -> Result<()> {
+        let back = chrono::Duration::seconds(down_after.as_secs() as i64 + 1);
+        self.retrying(|| async move {
+            let ts = now();
+            self.db
+                .exec(
+                    "UPDATE `zun_service` SET `last_seen_up` = ?, `updated_at` = ? WHERE `host` = ? AND `binary` = ?",
+                    &[Val::Time(ts - back), Val::Time(ts), Val::Text(host.into()), Val::Text(binary.into())],
+                )
+                .await
+                .map_err(|e| StoreError::db("zun_service", e))
+                .map(|_| ())
+        })
+        .await
+    }
+
     /// The `zun_service` row of (host, binary), if any.
     pub async fn service_get(&self, host: &str, binary: &str) -> Result<Option<ServiceRow>> {
         let rows = self
