@@ -53,17 +53,19 @@ pub fn admin_context() -> RequestContext {
 
 /// `sync_container_state`: Docker's view wins for containers no task owns.
 pub async fn sync_container_states(svc: &Services, manager: &Manager) {
-    let listed = match svc.docker.list_zun_containers().await {
-        Ok(l) => l,
-        Err(e) => {
-            tracing::warn!(error = %e, "state sync: cannot list Docker containers");
-            return;
-        }
-    };
+    // Rows first, then Docker: a container created after the rows were read has no
+    // container_id in them yet, so it cannot be mistaken for one that disappeared.
     let rows = match svc.store.containers_by_host(&svc.host).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "state sync: cannot read containers");
+            return;
+        }
+    };
+    let listed = match svc.docker.list_zun_containers().await {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::warn!(error = %e, "state sync: cannot list Docker containers");
             return;
         }
     };
@@ -82,6 +84,15 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
         match by_id.get(id.as_str()) {
             Some(summary) => populate::populate_from_list_state(&mut c, &summary.state, false),
             None => {
+                // Confirm before judging: an operation may have started, or Docker may
+                // have it after all (the listing is a snapshot).
+                if manager.executor().is_busy(&uuid) {
+                    continue;
+                }
+                match svc.docker.inspect(&id).await {
+                    Err(e) if e.is_not_found() => {}
+                    _ => continue,
+                }
                 if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
                     c.set("status", json!("Deleted"));
                 } else if status != "Error" {
