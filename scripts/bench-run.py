@@ -490,15 +490,27 @@ class Bench:
                 floor.append(json.loads(fr.stdout.strip().splitlines()[-1])["elapsed_s"])
         finally:
             self.stop_worker(worker)
-        o, f = med(ours), med(floor)
+        real = []
+        if a.real_zun:
+            try:
+                real = self.real_zun_e2e(n, rep)
+            except Exception as e:
+                log("e2e: real zun-compute not measured: %r" % e)
+        o, f, z = med(ours), med(floor), med(real)
         over = (o - f) / f * 100 if f else None
         rows = [("%d creates until Running (s)" % n, fmt(o), fmt(f), "%+.1f%%" % over if over is not None else "n/a"),
                 ("containers/s", fmt(n / o), fmt(n / f), "")]
         table("4. End to end: %d container_create (run=true, busybox), concurrency %d (median of %d)"
               % (n, a.e2e_concurrency, rep), rows, ref="Docker API floor")
+        if z:
+            zover = (z - f) / f * 100 if f else None
+            rows = [("%d creates until Running (s)" % n, fmt(o), fmt(z), rtext(ratio(z, o))),
+                    ("containers/s", fmt(n / o), fmt(n / z), ""),
+                    ("overhead over the Docker floor", "%+.1f%%" % over, "%+.1f%%" % zover if zover is not None else "n/a", "")]
+            table("4b. End to end, the same creates against the real zun-compute", rows, ref="zun-compute 18")
         self.summary["e2e_overhead_pct"] = round(over, 1) if over is not None else None
         self.summary["e2e"] = {"n": n, "concurrency": a.e2e_concurrency, "ours_s": o, "docker_floor_s": f,
-                               "ours_runs": ours, "floor_runs": floor}
+                               "python_zun_compute_s": z, "ours_runs": ours, "floor_runs": floor, "python_runs": real}
 
     # -- 5. Footprint ------------------------------------------------------------------------
     def footprint(self):
@@ -540,28 +552,60 @@ class Bench:
                 ("peak RSS (MiB)", fmt(peak), "n/a", "")]
         table("5. Footprint (median of %d start-ups)" % rep, rows, ref="zun-compute 18")
 
+    def real_zun_env(self, name):
+        """A vhost, a database and a zun.conf for the real zun-compute."""
+        vh = Vhost("zunrs-bench-real%s" % name)
+        self.cleanups.append(vh.delete)
+        db = Db("zunrs_bench_real")
+        self.cleanups.append(db.delete)
+        state = os.path.join(self.tmp, "state-real" + name)
+        os.makedirs(state, exist_ok=True)
+        host = "bench-real%s-%s" % (name, uuid.uuid4().hex[:6])
+        logf = os.path.join(self.tmp, "realzun-%s.log" % name)
+        conf = self.conf("realzun-%s.conf" % name, REAL_ZUN_CONF % {"host": host, "url": vh.url, "state": state,
+                                                                   "db": db.url, "log": logf})
+        return host, conf
+
+    def start_real_zun(self, conf, name):
+        """The real zun-compute (scripts/bench-zun-compute.py); returns (Proc, seconds from exec to consuming)."""
+        p = Proc([self.py, os.path.join(HERE, "bench-zun-compute.py"), "--config-file", conf], "zun-compute",
+                 stdin=False, stderr_path=self.logpath("realzun-" + name))
+        try:
+            ready = p.read_json(180, "consuming")
+        except Exception:
+            p.terminate()
+            raise
+        return p, ready["consuming"]
+
+    def real_zun_e2e(self, n, rep):
+        """The same creates against the real zun-compute; elapsed seconds per run."""
+        host, conf = self.real_zun_env("e2e")
+        p, _ = self.start_real_zun(conf, "e2e")
+        runs = []
+        try:
+            time.sleep(self.a.settle)
+            for r in range(rep):
+                log("e2e: %d creates through zun's rpcapi to the real zun-compute, run %d/%d" % (n, r + 1, rep))
+                out = self.zun_creates(conf, host, n, 1, "real%d" % r)
+                if not out["done"]:
+                    raise RuntimeError("not all Running in %ss: %s" % (self.a.e2e_timeout, out.get("statuses")))
+                runs.append(out["elapsed_s"])
+                docker_rm(["zun-" + x for x in out["uuids"]])
+        finally:
+            p.terminate()
+        return runs
+
     def real_zun_footprint(self):
-        """The real zun-compute (scripts/bench-zun-compute.py): start-up to consuming and idle RSS."""
+        """The real zun-compute: start-up to consuming and idle RSS (with its children)."""
         a = self.a
         try:
-            vh = Vhost("zunrs-bench-realzun")
-            self.cleanups.append(vh.delete)
-            db = Db("zunrs_bench_real")
-            self.cleanups.append(db.delete)
-            state = os.path.join(self.tmp, "state-realzun")
-            os.makedirs(state, exist_ok=True)
-            host = "bench-real-%s" % uuid.uuid4().hex[:6]
-            logf = os.path.join(self.tmp, "realzun.log")
-            conf = self.conf("realzun.conf", REAL_ZUN_CONF % {"host": host, "url": vh.url, "state": state, "db": db.url,
-                                                                "log": logf})
+            host, conf = self.real_zun_env("foot")
             starts, rss = [], []
             for r in range(1 if a.smoke else min(a.repeat, 2)):
                 log("footprint: real zun-compute start-up %d" % (r + 1))
-                p = Proc([self.py, os.path.join(HERE, "bench-zun-compute.py"), "--config-file", conf], "zun-compute",
-                         stdin=False, stderr_path=self.logpath("realzun-stderr"))
+                p, secs = self.start_real_zun(conf, "foot")
                 try:
-                    ready = p.read_json(120, "consuming")
-                    starts.append(ready["consuming"])
+                    starts.append(secs)
                     time.sleep(a.settle)
                     rss.append(sum(rss_mb(x) for x in tree_pids(p.pid) if os.path.exists("/proc/%d" % x)))
                 finally:

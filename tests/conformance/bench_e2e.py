@@ -61,9 +61,9 @@ def main():
                               project_id=PROJECT, user_id=USER, interactive=False, tty=False)
         c.create(ctx)
         objects.ContainerAction.action_start(ctx, c.uuid, "create", want_result=False)
-        pending.append((ctx, c))
-    uuids = [c.uuid for _, c in pending]
-    api = rpcapi.API(context=pending[0][0])
+        # zun-api builds its rpcapi per request: the cast carries this request's context.
+        pending.append((ctx, c, rpcapi.API(context=ctx)))
+    uuids = [c.uuid for _, c, _ in pending]
 
     engine = sa.create_engine(CONF.database.connection)
     want = "Running" if a.run else "Created"
@@ -71,7 +71,7 @@ def main():
                 ).bindparams(sa.bindparam("u", expanding=True))
 
     start = time.monotonic()
-    for ctx, c in pending:
+    for ctx, c, api in pending:
         api.container_create(ctx, a.host, c, {}, [], {c.uuid: []}, bool(a.run), None)
     casts_s = time.monotonic() - start
     statuses = {}
