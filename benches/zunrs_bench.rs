@@ -10,7 +10,8 @@
 //!   `Dispatcher` + oslo codec) on the `[DEFAULT] transport_url` / `host` of FILE, serving
 //!   a no-op endpoint (`noop`, `echo_args`). Prints `{"ready": ...}` once consuming; with
 //!   `--expect N` it also prints `{"drained": ...}` when the N-th request ran (time and
-//!   CPU from the first to the N-th). Stops when stdin closes.
+//!   CPU from the start of the server, and from the first request, to the N-th). Stops
+//!   when stdin closes.
 //! - `docker-floor --n N --concurrency C --image IMG --prefix P`: N container creates +
 //!   starts straight to the Docker API, C at a time; prints the elapsed time, then
 //!   removes the containers (not timed).
@@ -213,6 +214,8 @@ struct NoopEndpoint {
     expect: u64,
     /// (time, cpu ticks) at the first request.
     first: Mutex<Option<(Instant, u64)>>,
+    /// (time, cpu ticks) when the server started consuming.
+    ready: Mutex<Option<(Instant, u64)>>,
 }
 
 impl NoopEndpoint {
@@ -225,11 +228,15 @@ impl NoopEndpoint {
         }
         if self.expect > 0 && n == self.expect {
             let first = self.first.lock().ok().and_then(|f| *f);
-            if let Some((t0, c0)) = first {
+            let ready = self.ready.lock().ok().and_then(|f| *f);
+            if let (Some((t0, c0)), Some((tr, cr))) = (first, ready) {
+                let now = cpu_ticks();
                 emit(json!({
                     "drained": n,
                     "first_to_last_s": t0.elapsed().as_secs_f64(),
-                    "cpu_ticks": cpu_ticks().saturating_sub(c0),
+                    "cpu_ticks": now.saturating_sub(c0),
+                    "ready_to_last_s": tr.elapsed().as_secs_f64(),
+                    "cpu_ticks_since_ready": now.saturating_sub(cr),
                 }));
             }
         }
@@ -260,12 +267,18 @@ fn serve(args: &[String]) -> Res<()> {
     // The worker's own runtime: tokio's multi-thread default, as src/main.rs builds it.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let endpoint = Arc::new(NoopEndpoint { count: AtomicU64::new(0), expect, first: Mutex::new(None) });
+        let endpoint =
+            Arc::new(NoopEndpoint { count: AtomicU64::new(0), expect, first: Mutex::new(None), ready: Mutex::new(None) });
         let dispatcher = Arc::new(Dispatcher::new(endpoint.clone()));
         let publisher = Arc::new(Publisher::new(amqp.clone()));
         let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher, Arc::new(Metrics::new()), Arc::new(Health::default())));
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        // The drain clock starts as the server starts: before the connection, the
+        // topology and the consumers, which the Python server also does before "ready".
+        if let Ok(mut r) = endpoint.ready.lock() {
+            *r = Some((Instant::now(), cpu_ticks()));
+        }
         let task = tokio::spawn(server.run(stop_rx, Duration::from_secs(5), Some(ready_tx)));
         match tokio::time::timeout(Duration::from_secs(30), ready_rx).await {
             Ok(Ok(())) => emit(json!({"ready": true, "pid": std::process::id()})),

@@ -382,24 +382,35 @@ class Bench:
                     client.send({"mode": "cast", "count": n, "concurrency": 8})
                     sent = client.read_json(600)
                     client.close()
+                    # Casts are published without confirms: wait until the broker holds them all.
+                    deadline = time.monotonic() + 60
                     queued = vh.depth("zun-compute.%s" % host)
+                    while queued != n and time.monotonic() < deadline:
+                        time.sleep(0.5)
+                        queued = vh.depth("zun-compute.%s" % host)
                     if queued != n:
-                        raise RuntimeError("drain: %s queued instead of %d" % (queued, n))
+                        raise RuntimeError("drain: %s queued instead of %d (was the broker restarted?)" % (queued, n))
                     server, _ = self.start_server(side, conf, expect=n)
                     out = server.read_json(600, "drained")
                     server.close()
-                    out["rate"] = (n - 1) / out["first_to_last_s"] if out["first_to_last_s"] > 0 else None
-                    out["cpu_us_per_cast"] = out["cpu_ticks"] * 1e6 / CLK_TCK / n
+                    # From the server's start: a server that buffers deliveries before it
+                    # runs the first one would look faster measured from its first request.
+                    out["rate"] = n / out["ready_to_last_s"] if out["ready_to_last_s"] > 0 else None
+                    out["rate_after_first"] = (n - 1) / out["first_to_last_s"] if out["first_to_last_s"] > 0 else None
+                    out["cpu_us_per_cast"] = out["cpu_ticks_since_ready"] * 1e6 / CLK_TCK / n
                     out["cast_rate_client"] = n / sent["elapsed_s"]
                     results[side].append(out)
                 finally:
                     vh.delete()
-        m = {s: {k: med([o[k] for o in results[s]]) for k in ("rate", "first_to_last_s", "cpu_us_per_cast")} for s in results}
+        m = {s: {k: med([o[k] for o in results[s]]) for k in ("rate", "rate_after_first", "ready_to_last_s", "cpu_us_per_cast")}
+             for s in results}
         o, p = m["ours"], m["python"]
         x = ratio(o["rate"], p["rate"])
         rows = [("casts consumed per second", fmt(o["rate"]), fmt(p["rate"]), rtext(x)),
-                ("time to drain %d (s)" % n, fmt(o["first_to_last_s"]), fmt(p["first_to_last_s"]),
-                 rtext(ratio(p["first_to_last_s"], o["first_to_last_s"]))),
+                ("time to drain %d (s)" % n, fmt(o["ready_to_last_s"]), fmt(p["ready_to_last_s"]),
+                 rtext(ratio(p["ready_to_last_s"], o["ready_to_last_s"]))),
+                ("  rate after the first cast ran", fmt(o["rate_after_first"]), fmt(p["rate_after_first"]),
+                 rtext(ratio(o["rate_after_first"], p["rate_after_first"]))),
                 ("server CPU per cast (µs)", fmt(o["cpu_us_per_cast"]), fmt(p["cpu_us_per_cast"]),
                  rtext(ratio(p["cpu_us_per_cast"], o["cpu_us_per_cast"])))]
         table("3. Drain: %d queued no-op casts, server started afterwards (median of %d)" % (n, rep), rows, ref="oslo (eventlet)")
