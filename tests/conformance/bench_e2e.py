@@ -85,11 +85,13 @@ def main():
             if statuses.get("%s/None" % want, 0) == a.n:
                 done = True
                 break
-            if any(s == "Error" for s, _t, _n in rows):
+            # Settled, some in Error: stop waiting (reported in statuses).
+            if statuses.get("%s/None" % want, 0) + statuses.get("Error/None", 0) == a.n:
                 break
             time.sleep(0.05)
     elapsed = time.monotonic() - start
-    out = {"n": a.n, "run": bool(a.run), "casts_s": casts_s, "elapsed_s": elapsed, "done": done, "uuids": uuids}
+    out = {"n": a.n, "run": bool(a.run), "casts_s": casts_s, "elapsed_s": elapsed, "done": done, "uuids": uuids,
+           "errors": statuses.get("Error/None", 0)}
     if not done:
         out["statuses"] = statuses
     print(json.dumps(out), flush=True)
