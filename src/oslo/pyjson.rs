@@ -50,6 +50,38 @@ pub struct PyJsonError {
 
 /// `json.loads(text)`. See the module doc for the mapping of Python-only values.
 pub fn parse(text: &str) -> Result<Value, PyJsonError> {
+    // Fast path: serde_json reads what real messages hold exactly as Python does
+    // (same values, duplicate keys keep their first position and last value, number
+    // text kept verbatim). Whatever it refuses (NaN/Infinity, lone surrogates, nesting
+    // deeper than 128) or reads differently from Python (float overflow, integers over
+    // 4300 digits) goes through the exact parser below.
+    if let Ok(v) = serde_json::from_str::<Value>(text) {
+        if numbers_as_python_reads_them(&v) {
+            return Ok(v);
+        }
+    }
+    parse_exact(text)
+}
+
+/// True when every number in `v` is one Python's `json.loads` reads the same way.
+fn numbers_as_python_reads_them(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => {
+            let text = n.to_string();
+            if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+                text.len() <= MAX_INT_DIGITS
+            } else {
+                n.as_f64().is_some_and(f64::is_finite)
+            }
+        }
+        Value::Array(a) => a.iter().all(numbers_as_python_reads_them),
+        Value::Object(m) => m.values().all(numbers_as_python_reads_them),
+        _ => true,
+    }
+}
+
+/// `json.loads(text)` by our own parser (the reference for [`parse`]).
+pub fn parse_exact(text: &str) -> Result<Value, PyJsonError> {
     let mut p = Parser { s: text.as_bytes(), text, i: 0 };
     p.skip_ws();
     let v = p.value(0)?;
@@ -607,5 +639,39 @@ mod tests {
         assert_eq!(py_repr(&v), r#"[None, True, 1, 1.0, "it's", {'k': 'v'}]"#);
         assert_eq!(py_type_name(&v[3]), "float");
         assert_eq!(py_type_name(&v[2]), "int");
+    }
+}
+
+#[cfg(test)]
+mod fast_path_tests {
+    use super::*;
+
+    /// The serde_json fast path and the exact parser agree on every golden body (both
+    /// JSON layers) and on the cases where only the exact parser is right.
+    #[test]
+    fn fast_path_equals_the_exact_parser() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oslo");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            let fixture: Value = serde_json::from_str(&text).unwrap();
+            if let Some(body) = fixture.get("body_raw").and_then(Value::as_str) {
+                assert_eq!(parse(body).ok(), parse_exact(body).ok());
+                if let Ok(outer) = parse_exact(body) {
+                    if let Some(inner) = outer.get("oslo.message").and_then(Value::as_str) {
+                        assert_eq!(parse(inner).unwrap(), parse_exact(inner).unwrap());
+                    }
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 20);
+        for text in ["[NaN, Infinity, -Infinity]", "[1e999]", "\"\\ud800\"", "{\"a\": 1, \"a\": 2}", "[1.0, -0, 1e-07, 18446744073709551616]"] {
+            assert_eq!(parse(text), parse_exact(text), "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(parse(&deep), parse_exact(&deep));
+        let huge = format!("[{}]", "9".repeat(MAX_INT_DIGITS + 1));
+        assert_eq!(parse(&huge).is_err(), parse_exact(&huge).is_err());
     }
 }
