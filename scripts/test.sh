@@ -9,4 +9,4 @@ command -v cargo >/dev/null || { echo "cargo is required (the rust toolchain)" >
 bash scripts/services.sh
 bash scripts/conformance-venv.sh >/dev/null
 # Benchmarks never run here (scripts/bench does); doc tests have nothing to run.
-cargo test --locked --lib --bins --tests "$@"
+cargo test --locked --no-fail-fast --lib --bins --tests "$@"

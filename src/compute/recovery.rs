@@ -37,7 +37,7 @@ pub async fn recover(svc: &Services, manager: &Manager) -> Report {
             c.set("status", json!("Error"));
             c.set("status_reason", json!("Container failed to create correctly"));
             c.set("task_state", Value::Null);
-            if let Err(e) = svc.store.container_save(&mut c).await {
+            if let Err(e) = svc.store.container_update(&mut c).await {
                 tracing::warn!(container = %uuid, error = %e, "recovery: save failed");
             }
             report.failed_creates.push(uuid);
@@ -56,7 +56,7 @@ pub async fn recover(svc: &Services, manager: &Manager) -> Report {
         if let Some((method, extra)) = resume {
             // The interrupted task no longer owns the container.
             c.set("task_state", Value::Null);
-            let _ = svc.store.container_save(&mut c).await;
+            let _ = svc.store.container_update(&mut c).await;
             submit_internal(manager, method, &c, extra);
             report.resumed.push((uuid, method.to_string()));
         }

@@ -103,7 +103,7 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
         }
         if !c.changes.is_empty() {
             tracing::info!(container = %uuid, from = %status, to = c.get_str("status").unwrap_or("-"), "state sync");
-            if let Err(e) = svc.store.container_save(&mut c).await {
+            if let Err(e) = svc.store.container_update(&mut c).await {
                 tracing::warn!(container = %uuid, error = %e, "state sync: save failed");
             }
         }
@@ -279,7 +279,7 @@ async fn sync_one_container(svc: &Services, manager: &Manager, uuid: &str, docke
     }
     if c.changes.contains("status") {
         tracing::info!(container = %uuid, event = %action, from = %status, to = c.get_str("status").unwrap_or("-"), "state sync from a Docker event");
-        if let Err(e) = svc.store.container_save(&mut c).await {
+        if let Err(e) = svc.store.container_update(&mut c).await {
             tracing::warn!(container = %uuid, error = %e, "event sync: save failed");
         }
     }

@@ -10,6 +10,8 @@ enum Saved {
     Nothing,
     Updated,
     Inserted { id: i64 },
+    /// The row is gone and inserting was not allowed.
+    Missing,
 }
 
 impl Store {
@@ -71,6 +73,18 @@ impl Store {
     /// ([`StoreError::InvalidField`]) the row is left as it was and the changes are kept.
     /// On success the pending changes are cleared.
     pub async fn container_save(&self, c: &mut Container) -> Result<()> {
+        self.save_impl(c, true).await.map(|_| ())
+    }
+
+    /// Like [`Store::container_save`] but never inserts: false (and nothing written, the
+    /// changes kept) when the row is gone, as zun's `save()` raising ContainerNotFound.
+    /// Everything but a standalone create uses this, so a late save cannot bring back a
+    /// deleted container.
+    pub async fn container_update(&self, c: &mut Container) -> Result<bool> {
+        self.save_impl(c, false).await
+    }
+
+    async fn save_impl(&self, c: &mut Container, allow_insert: bool) -> Result<bool> {
         let uuid = c
             .uuid()
             .map(str::to_string)
@@ -82,17 +96,18 @@ impl Store {
         let updates = codec::update_columns(c, &uuid)?;
         let outcome = {
             let (updates, uuid, obj) = (&updates, &uuid, &*c);
-            self.retrying(|| self.save_once(uuid, ctype, updates, obj)).await?
+            self.retrying(|| self.save_once(uuid, ctype, updates, obj, allow_insert)).await?
         };
         match outcome.0 {
             Saved::Inserted { id } => {
                 c.data.insert("id".into(), Value::from(id));
                 c.data.insert("created_at".into(), Value::String(time_to_wire(outcome.1)));
             }
+            Saved::Missing => return Ok(false),
             Saved::Updated | Saved::Nothing => {}
         }
         c.clear_changes();
-        Ok(())
+        Ok(true)
     }
 
     async fn save_once(
@@ -101,6 +116,7 @@ impl Store {
         ctype: i64,
         updates: &[(&'static str, Val)],
         obj: &Container,
+        allow_insert: bool,
     ) -> Result<(Saved, chrono::NaiveDateTime)> {
         let err = |e| StoreError::db("container", e);
         let ts = now();
@@ -134,6 +150,7 @@ impl Store {
                     Saved::Updated
                 }
             }
+            None if !allow_insert => Saved::Missing,
             None => {
                 let insert = codec::insert_columns(obj, uuid)?;
                 let mut cols: Vec<String> = vec!["`created_at`".into()];

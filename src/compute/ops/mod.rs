@@ -131,10 +131,19 @@ impl Op {
         }
         let announce = c.changes.contains("status") || c.changes.contains("task_state");
         let changed: Vec<String> = c.changes.iter().cloned().collect();
-        self.svc.store.container_save(c).await.map_err(|e| {
+        // Only a standalone create (an object that never had a row: no `id`) may insert;
+        // every other save updates or finds the row gone, so nothing late resurrects a
+        // deleted container.
+        let standalone_create = self.method == "container_create" && c.get("id").is_none_or(Value::is_null);
+        let saved = if standalone_create { self.svc.store.container_save(c).await.map(|_| true) } else { self.svc.store.container_update(c).await };
+        let saved = saved.map_err(|e| {
             tracing::error!(container = c.uuid().unwrap_or("-"), request_id = self.request_id(), error = %e, "saving the container failed");
             RpcError::internal(format!("Unexpected error: {e}"))
         })?;
+        if !saved {
+            tracing::info!(container = c.uuid().unwrap_or("-"), request_id = self.request_id(), "the container row is gone; not saving");
+            return Err(RpcError::container_not_found(c.uuid().unwrap_or("-")));
+        }
         if announce {
             let mut payload = container_payload(c);
             payload["changed"] = json!(changed);
