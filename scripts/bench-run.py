@@ -267,6 +267,15 @@ class Bench:
             except Exception as e:  # keep cleaning
                 log("cleanup: %r" % e)
         if not self.a.keep:
+            # Whatever a run left in Docker (e.g. a create that settled after its side
+            # was torn down) goes by label, so nothing piles up between runs.
+            try:
+                ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=app=bench"],
+                                     capture_output=True, text=True).stdout.split()
+                if ids:
+                    subprocess.run(["docker", "rm", "-f"] + ids, capture_output=True)
+            except OSError as e:
+                log("cleanup: %r" % e)
             shutil.rmtree(self.tmp, ignore_errors=True)
 
     # -- 1. codec -----------------------------------------------------------------
