@@ -276,6 +276,16 @@ impl ComputeNodeRecord {
 }
 
 /// The row of `hostname` (the oldest when several exist), optionally locked.
+/// The end of every write: read the row back as stored, commit, return it.
+async fn reselect_and_commit(mut tx: Tx, hostname: &str) -> Result<ComputeNodeRecord> {
+    let stored = select_tx(&mut tx, hostname, false)
+        .await?
+        .map(|(r, _)| r)
+        .ok_or_else(|| StoreError::ComputeNodeNotFound { hostname: hostname.into() })?;
+    tx.commit().await.map_err(|e| StoreError::db("compute_node", e))?;
+    Ok(stored)
+}
+
 async fn select_tx(tx: &mut Tx, hostname: &str, lock: bool) -> Result<Option<(ComputeNodeRecord, Vec<Val>)>> {
     let (cols, kinds) = read_cols();
     let sql = format!(
@@ -379,12 +389,7 @@ impl Store {
                     }
                 }
             }
-            let stored = select_tx(&mut tx, &rec.hostname, false)
-                .await?
-                .map(|(r, _)| r)
-                .ok_or_else(|| StoreError::ComputeNodeNotFound { hostname: rec.hostname.clone() })?;
-            tx.commit().await.map_err(err)?;
-            Ok(stored)
+            reselect_and_commit(tx, &rec.hostname).await
         })
         .await
     }
@@ -438,12 +443,7 @@ impl Store {
             if done.rows_affected == 0 {
                 return Err(StoreError::ComputeNodeNotFound { hostname: hostname.into() });
             }
-            let stored = select_tx(&mut tx, hostname, false)
-                .await?
-                .map(|(r, _)| r)
-                .ok_or_else(|| StoreError::ComputeNodeNotFound { hostname: hostname.into() })?;
-            tx.commit().await.map_err(err)?;
-            Ok(stored)
+            reselect_and_commit(tx, hostname).await
         })
         .await
     }
@@ -507,12 +507,7 @@ impl Store {
                 .await
                 .map_err(err)?;
             }
-            let stored = select_tx(&mut tx, hostname, false)
-                .await?
-                .map(|(r, _)| r)
-                .ok_or_else(|| StoreError::ComputeNodeNotFound { hostname: hostname.into() })?;
-            tx.commit().await.map_err(err)?;
-            Ok(stored)
+            reselect_and_commit(tx, hostname).await
         })
         .await
     }
