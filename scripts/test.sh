@@ -2,10 +2,14 @@
 # scripts/test.sh - the whole test suite, from a fresh Debian machine (as root):
 # installs and starts what the tests talk to (RabbitMQ, Docker, a local registry with
 # busybox, MariaDB), builds the conformance venv (real zun 18.0.0 from PyPI), then runs
-# every unit, property, integration, conformance and fault test. `.ci/run` calls this.
+# every unit, property, integration, conformance and fault test, after `cargo fmt --check`
+# and `cargo clippy -D warnings`. `.ci/run` calls this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is required (the rust toolchain)" >&2; exit 1; }
+# Style and lints first: a tree that fails them fails here, in seconds, before any service starts.
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
 bash scripts/services.sh
 bash scripts/conformance-venv.sh >/dev/null
 # Benchmarks never run here (scripts/bench does); doc tests have nothing to run.

@@ -293,7 +293,9 @@ impl Settings {
             if let Err(e) = ini::Ini::load_from_str(&text) {
                 return Err(ConfigError::Syntax { path: path.into(), detail: e.to_string() });
             }
-            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Ini));
+            // Our own source, so a bad value's error names the file as the operator gave it
+            // (`config::File` names it relative to the working directory).
+            builder = builder.add_source(GivenFile { name: path.display().to_string(), text });
         }
         for (k, v) in env {
             if let Some((section, key)) = env_key(&k) {
@@ -407,6 +409,26 @@ fn env_key(name: &str) -> Option<(String, String)> {
 }
 
 /// Turns the `config` crate's error into one naming the section, key, file and expected type.
+/// One INI file already read, named as given on the command line.
+#[derive(Debug, Clone)]
+struct GivenFile {
+    name: String,
+    text: String,
+}
+
+impl config::Source for GivenFile {
+    fn clone_into_box(&self) -> Box<dyn config::Source + Send + Sync> {
+        Box::new(self.clone())
+    }
+
+    fn collect(&self) -> Result<config::Map<String, config::Value>, config::ConfigError> {
+        use config::Format;
+        config::FileFormat::Ini
+            .parse(Some(&self.name), &self.text)
+            .map_err(|cause| config::ConfigError::FileParse { uri: Some(self.name.clone()), cause })
+    }
+}
+
 fn config_error(e: config::ConfigError) -> ConfigError {
     match e {
         config::ConfigError::Type { origin, unexpected, expected, key } => {
@@ -477,7 +499,19 @@ mod tests {
         let err = Settings::load(&[a.path()], Vec::new()).unwrap_err().to_string();
         assert!(err.contains("periodic_interval_max"), "{err}");
         assert!(err.contains("DEFAULT"), "{err}");
-        assert!(err.contains(&a.path().display().to_string()), "{err}");
+        // Named exactly as given (absolute here), wherever the checkout or working directory is.
+        assert!(err.contains(&format!(" in {}:", a.path().display())), "{err}");
+    }
+
+    #[test]
+    fn malformed_value_names_a_relative_file_as_given() {
+        // A path given relative to the working directory is named as given, not rewritten.
+        let dir = tempfile::tempdir_in(".").unwrap();
+        let name = dir.path().file_name().unwrap().to_string_lossy().to_string();
+        let given = PathBuf::from(format!("./{name}/zun.conf"));
+        std::fs::write(&given, "[DEFAULT]\nperiodic_interval_max = often\n").unwrap();
+        let err = Settings::load(&[&given], Vec::new()).unwrap_err().to_string();
+        assert!(err.contains(&format!(" in ./{name}/zun.conf:")), "{err}");
     }
 
     /// zun.conf as devstack's zun plugin writes it (options we don't use included).

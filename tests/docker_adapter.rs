@@ -359,7 +359,26 @@ async fn tty_resize() {
     let v = wait_inspect(&c, &id, "running", |v| v["State"]["Running"] == json!(true)).await;
     assert_eq!(v["Config"]["Tty"], json!(true));
     assert_eq!(v["Config"]["OpenStdin"], json!(true));
-    c.resize_tty(&id, 30, 100).await.unwrap();
+    // The container's terminal (PID 1's stdin) as `stty` reads it from inside.
+    let tty_size = || async {
+        let cmd = ["sh", "-c", "stty size < /proc/1/fd/0"].map(String::from);
+        let exec_id = c.exec_create(&id, &cmd, false, false).await.unwrap();
+        c.exec_start_collect(&exec_id, Duration::from_secs(10)).await.unwrap().trim().to_string()
+    };
+    let before = tty_size().await;
+    for (h, w) in [(30, 100), (41, 123)] {
+        assert_ne!(before, format!("{h} {w}"));
+        c.resize_tty(&id, h, w).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = tty_size().await;
+            if now == format!("{h} {w}") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the terminal is still {now:?} after a resize to {h}x{w} (was {before:?})");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let exec_id = c.exec_create(&id, &["sh".to_string()], true, true).await.unwrap();
     assert!(!exec_id.is_empty());
 }

@@ -91,6 +91,27 @@ async fn twenty_concurrent_creates_all_reach_running() {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // They ran at the same time, not one after another: each container's span from Docker's
+    // create to its start, as Docker timestamps them (ns), overlaps others'. A worker that
+    // ran one create at a time would have at most one span open at any instant.
+    let d = zun_compute_rs::docker::DockerClient::connect(&Default::default()).unwrap();
+    let mut edges: Vec<(chrono::DateTime<chrono::FixedOffset>, i32)> = Vec::new();
+    for u in &uuids {
+        let v = d.inspect(&format!("zun-{u}")).await.unwrap();
+        let at = |x: &Value| chrono::DateTime::parse_from_rfc3339(x.as_str().unwrap()).unwrap();
+        let (created, started) = (at(&v["Created"]), at(&v["State"]["StartedAt"]));
+        assert!(created < started, "zun-{u}: created {created} started {started}");
+        edges.push((created, 1));
+        edges.push((started, -1));
+    }
+    edges.sort();
+    let (mut open, mut most) = (0, 0);
+    for (_, step) in &edges {
+        open += step;
+        most = most.max(open);
+    }
+    println!("twenty creates: at most {most} between Docker create and start at once");
+    assert!(most >= 2, "the creates never overlapped: they ran one at a time");
     for u in &uuids {
         zun.cmd_async("rpcapi_delete", json!({"uuid": u, "force": true})).await.unwrap();
     }

@@ -352,6 +352,8 @@ struct Tally {
     duplicated: usize,
     stuck_creating: usize,
     notes: Vec<String>,
+    /// The uuids counted in `error`.
+    errored: Vec<String>,
 }
 
 struct Verdict {
@@ -439,6 +441,7 @@ async fn verdict(w: &Worker, sent: &Sent, sent_at: &SentAt, events: &DockerEvent
                 }
                 Some(r) if r.status == "Error" && !r.reason.is_empty() => {
                     t.error += 1;
+                    t.errored.push(uuid.clone());
                     t.notes.push(format!("create {uuid}: Error: {}", r.reason.chars().take(160).collect::<String>()));
                 }
                 Some(r) if r.status == "Running" => match docker {
@@ -584,6 +587,7 @@ impl Drop for Cleanup {
 struct Run {
     w: Worker,
     sent: Sent,
+    sent_at: SentAt,
     verdict: Verdict,
 }
 
@@ -636,7 +640,7 @@ where
     for l in log.lines().filter(|l| l.contains("recovery done")) {
         println!("  {}", l.split("recovery done").nth(1).map(str::trim).unwrap_or(""));
     }
-    Run { w, sent, verdict }
+    Run { w, sent, sent_at, verdict }
 }
 
 fn assert_clean(name: &str, run: &mut Run, allow_errors: bool) {
@@ -801,8 +805,11 @@ async fn dockerd_restart_mid_stream_every_container_settles() {
     let name = "dockerd restart";
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let extra = format!("[admin]\nlisten = 127.0.0.1:{port}\n");
+    // Stream seconds when dockerd was told to stop, and when it answered again.
+    let mut outage = (0.0, 0.0);
     let mut run = scenario(name, "periodic_interval_max = 2\n", &extra, DOCKERD_SHAPE, |w, progress| {
         assert_eq!(readyz(port).0, 200, "ready before the fault: {:?}", readyz(port));
+        outage.0 = t();
         dockerd_stop();
         println!("  dockerd down at {:.1} s", t());
         // Docker stays away until readiness reports it and the stream met it for a while.
@@ -823,10 +830,27 @@ async fn dockerd_restart_mid_stream_every_container_settles() {
         }
         assert!(services_up(), "dockerd did not come back");
         assert!(docker_sock_ok());
+        outage.1 = t();
         println!("  dockerd back at {:.1} s", t());
     })
     .await;
     assert_clean(name, &mut run, true);
+    // Errors are allowed only for what met the outage: a create sent well before dockerd
+    // was told to stop, or well after it answered again, must have completed.
+    const MARGIN: f64 = 3.0;
+    let c = &run.verdict.creates;
+    let mut must_complete = 0;
+    for (kind, uuid, r) in &run.sent {
+        let Some((a, b)) = run.sent_at.get(&format!("{kind:?} {uuid}")) else { continue };
+        if *kind != Kind::Create || r.is_err() || !(*b < outage.0 - MARGIN || *a > outage.1 + MARGIN) {
+            continue;
+        }
+        must_complete += 1;
+        assert!(!c.errored.contains(uuid), "{name}: create {uuid} sent at {a:.1}-{b:.1} s, outside the outage {outage:?}, ended in Error");
+    }
+    println!("{name}: {must_complete} creates sent outside the outage {outage:?}, all completed; {} in Error", c.error);
+    assert!(must_complete >= 5, "{name}: only {must_complete} creates were sent away from the outage {outage:?}");
+    assert!(c.completed >= must_complete, "{name}: {} creates completed", c.completed);
     let deadline = Instant::now() + Duration::from_secs(30);
     while readyz(port).0 != 200 {
         assert!(Instant::now() < deadline, "not ready again after Docker came back: {:?}", readyz(port));

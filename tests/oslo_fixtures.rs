@@ -190,37 +190,74 @@ fn server_tolerance_accepts_and_rejects_like_oslo() {
     }
 }
 
-/// The failures the real server sent for the tolerance probes, rebuilt by our code.
-#[test]
-fn server_tolerance_failures_match_ours() {
+/// The real compute endpoint (manager, executor, operations) over a private SQLite store,
+/// with Docker unreachable: what the dispatcher and the methods answer, without side effects.
+async fn real_manager(dir: &std::path::Path) -> std::sync::Arc<zun_compute_rs::compute::Manager> {
+    use std::sync::Arc;
+    use zun_compute_rs::admin::Metrics;
+    use zun_compute_rs::compute::{Executor, Manager, Services};
+    use zun_compute_rs::config::Settings;
+    use zun_compute_rs::docker::{DockerClient, DockerSettings};
+    use zun_compute_rs::events::Notifier;
+    use zun_compute_rs::store::Store;
+
+    let store = Arc::new(Store::connect(None, &dir.join("zun.sqlite")).await.expect("sqlite store"));
+    let sock = dir.join("no-docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    let docker = DockerClient::connect(&DockerSettings {
+        api_url: format!("unix://{}", sock.display()),
+        timeout: std::time::Duration::from_secs(5),
+    })
+    .expect("docker client");
+    let settings = Arc::new(Settings::load::<&std::path::Path>(&[], Vec::new()).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let host = "tolerance-node".to_string();
+    let svc = Arc::new(Services {
+        settings,
+        store,
+        docker: Arc::new(docker),
+        notifier: Arc::new(Notifier::disabled(&host)),
+        metrics: metrics.clone(),
+        host,
+        claims: tokio::sync::Mutex::new(()),
+        disk_quota_supported: false,
+    });
+    Arc::new(Manager::new(svc, Executor::new(2, Some(metrics))))
+}
+
+/// The failures the real oslo server sent for the tolerance probes are what our real
+/// dispatcher, in front of the real compute endpoint, answers to the same bytes.
+#[tokio::test]
+async fn server_tolerance_failures_match_ours() {
+    use zun_compute_rs::rpc::{Disposition, Dispatcher};
+    let dir = tempfile::tempdir().unwrap();
+    let dispatcher = Dispatcher::new(real_manager(dir.path()).await);
     let tol = load("server_tolerance.json");
+    let mut compared = 0;
     for case in tol["cases"].as_array().unwrap() {
         let name = case["case"].as_str().unwrap();
         let Some(want) = case["replies"].get(0).and_then(|r| r.get("failure_decoded")) else { continue };
         let sent = &case["sent"][0];
-        let msg = decode_body(&meta_of(&sent["properties"]), sent["body"].as_str().unwrap().as_bytes()).unwrap();
-        let rpc = RpcMessage::from_map(msg).unwrap();
-        // What the dispatcher does first: version, then method, then the objects.
-        let ours: RemoteFailure = if let Err(e) = version_is_compatible("1.0", Some(rpc.version.as_ref().unwrap_or(&Value::from("1.0")))) {
-            RemoteFailure::builtin(e.class, e.message)
-        } else if let Err(e) = rpc.method_name() {
-            RemoteFailure::type_error(e.to_string())
-        } else {
-            let arg = rpc.arg("container").unwrap();
-            if !ObjectPrimitive::is_primitive(arg) {
-                // A plain dict reached the endpoint, which then read `.uuid` from it.
-                RemoteFailure::attribute_error("'dict' object has no attribute 'uuid'")
-            } else {
-                match Container::from_value(arg) {
-                    Err(e @ (ObjectError::Unsupported(_) | ObjectError::IncompatibleVersion { .. })) => e.to_failure(),
-                    other => panic!("{name}: expected an object error, got {other:?}"),
+        let body = sent["body"].as_str().unwrap().as_bytes();
+        let ours: RemoteFailure = match dispatcher.accept(&meta_of(&sent["properties"]), body, false) {
+            Disposition::Run(run) => {
+                assert!(run.reply_to.is_some(), "{name}: a call must be answered");
+                match tokio::time::timeout(std::time::Duration::from_secs(30), run.future).await {
+                    Ok(Err(e)) => e.to_failure(),
+                    Ok(Ok(v)) => panic!("{name}: expected a failure, got {v}"),
+                    Err(_) => panic!("{name}: no answer within 30 s"),
                 }
             }
+            Disposition::Reject { failure: Some(f), .. } => f,
+            Disposition::Reject { error, failure: None, .. } => panic!("{name}: rejected without a reply: {error}"),
+            Disposition::Duplicate { .. } => panic!("{name}: taken for a duplicate"),
         };
         assert_eq!(ours.class, want["class"], "{name}");
         assert_eq!(ours.module, want["module"], "{name}");
         assert_eq!(ours.message, want["message"], "{name}");
+        compared += 1;
     }
+    assert!(compared >= 7, "only {compared} failure cases in the fixture");
 }
 
 #[test]

@@ -233,15 +233,70 @@ async fn mariadb_servicegroup_up_then_down() {
     assert_eq!(down["service_down_time"], 3);
 }
 
-/// Connection URL forms and failures never reveal the password.
+/// A login the real server refuses never reveals the password, in the error or in the log.
+/// The test first proves the server is there (a good login), and then that the bad login
+/// reached it and was refused by it (MySQL error 1045), so it cannot pass without MariaDB.
 #[tokio::test]
 async fn mariadb_bad_password_is_not_logged() {
+    use sqlx::Connection;
     let server = store_common::mysql_server_url();
+    let mut good = sqlx::MySqlConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach MariaDB at {server} ({e}); run `bash scripts/services.sh`"));
+    good.ping().await.expect("MariaDB answers a ping");
+    good.close().await.ok();
+
     let rest = server.split_once("://").map(|(_, r)| r).unwrap().trim_end_matches('/');
     let hostpart = rest.rsplit_once('@').map(|(_, h)| h).unwrap_or(rest);
     let url = format!("mysql+pymysql://nosuchuser:Sup3rSecret@{hostpart}/zun?charset=utf8");
+
+    let logs = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(logs.clone())
+        .finish();
+    let guard = tracing::subscriber::set_default(subscriber);
     let err = Store::connect(Some(&url), std::path::Path::new("/tmp/unused.db")).await.unwrap_err();
+    drop(guard);
+
+    match &err {
+        StoreError::Connect { source: sqlx::Error::Database(db), .. } => {
+            let my = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().expect("a MySQL server error");
+            assert_eq!(my.number(), 1045, "the server refused the login: {my}");
+        }
+        other => panic!("expected MariaDB to refuse the login (error 1045), got {other:?}"),
+    }
     let text = format!("{err} {err:?}");
     assert!(!text.contains("Sup3rSecret"), "{text}");
     assert!(text.contains("nosuchuser@"), "{text}");
+    let logged = logs.text();
+    assert!(!logged.contains("Sup3rSecret"), "{logged}");
+}
+
+/// Collects what a test's tracing subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuffer {
+    type Writer = LogBuffer;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }

@@ -115,10 +115,17 @@ async fn topology_beside_a_real_oslo_server_is_what_oslo_declares() {
         h.shutdown().await;
         let rename = |v: &Vec<String>| v.iter().map(|l| l.replace(&host, "node1")).collect::<Vec<_>>();
         assert_eq!(rename(&ours_topology), expected, "options {options:?}: ours alone differs from oslo alone");
-        // Both servers: the same entities, with one fanout queue each.
-        let mut both_dedup = rename(&both);
-        both_dedup.dedup();
-        assert_eq!(both_dedup, expected, "options {options:?}");
+        // Both servers: the same shared entities once, and each server's own fanout queue
+        // (and its binding): every per-process line twice, nothing else.
+        let mut expected_both: Vec<String> = expected
+            .iter()
+            .flat_map(|l| if l.contains("zun-compute_fanout_") { vec![l.clone(), l.clone()] } else { vec![l.clone()] })
+            .collect();
+        expected_both.sort();
+        assert!(expected_both.len() > expected.len(), "options {options:?}: oslo declared no fanout queue: {expected:?}");
+        assert_eq!(rename(&both), expected_both, "options {options:?}: both servers beside each other");
+        let fanout_queues = both.iter().filter(|l| l.starts_with("queue zun-compute_fanout_")).count();
+        assert_eq!(fanout_queues, 2, "options {options:?}: one fanout queue per server: {both:?}");
     }
 }
 
@@ -200,4 +207,38 @@ impl Drop for OsloServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Every method zun's rpcapi sends runs here the way zun's compute manager runs it: under
+/// the container's lock (our executor) exactly where zun takes `synchronized(container.uuid)`,
+/// inline elsewhere. Read from zun 18.0.0's installed source (tests/conformance/rpcapi_modes.py).
+#[test]
+fn every_rpcapi_method_runs_locked_exactly_where_zun_locks_it() {
+    use zun_compute_rs::compute::manager::{method_mode, Mode};
+    let out = std::process::Command::new(venv().join("bin/python"))
+        .arg(repo_path("tests/conformance/rpcapi_modes.py"))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .expect("python");
+    assert!(out.status.success(), "rpcapi_modes.py failed");
+    let zun: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(zun.len() >= 30, "zun's rpcapi sends only {} methods?", zun.len());
+    let mut checked = 0;
+    for (method, how) in &zun {
+        let ours = method_mode(method).unwrap_or_else(|| panic!("{method}: zun's rpcapi sends it, we have no mode for it"));
+        if how["in_manager"] != true {
+            // Sent by the rpcapi but absent from zun's compute manager (capsules): zun answers
+            // nothing useful; we answer OperationNotSupported either way.
+            continue;
+        }
+        let want = if how["locked"] == true { Mode::Locked } else { Mode::Inline };
+        if method == "container_commit" && ours == Mode::Inline {
+            // Issue 12, defect 12 (owned by its own fix): commit still runs inline here.
+            println!("known divergence: container_commit runs inline, zun locks it");
+            continue;
+        }
+        assert_eq!(ours, want, "{method} ({}): zun runs it {want:?}", how["kind"]);
+        checked += 1;
+    }
+    assert!(checked >= 30, "{checked}");
 }

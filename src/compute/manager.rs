@@ -122,19 +122,28 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// zun's compute manager: the casts it runs under `synchronized(container.uuid)` are
+    /// Locked; calls and the image casts run inline (tests/wire_conformance.rs checks this
+    /// table's source of truth against zun's installed code).
     #[test]
-    fn every_rpcapi_method_has_a_mode() {
-        for m in [
-            "container_create", "container_delete", "container_show", "container_rebuild", "container_reboot",
-            "container_stop", "container_start", "container_pause", "container_unpause", "container_logs",
-            "container_exec", "container_exec_resize", "container_kill", "container_update", "resize_container",
-            "container_attach", "container_resize", "container_top", "container_get_archive", "container_put_archive",
-            "container_stats", "container_commit", "add_security_group", "remove_security_group", "image_delete",
-            "image_pull", "image_search", "capsule_create", "capsule_delete", "network_detach", "network_attach",
-            "network_create", "network_delete",
+    fn every_rpcapi_method_has_its_mode() {
+        use Mode::*;
+        for (m, want) in [
+            ("container_create", Locked), ("container_delete", Locked), ("container_rebuild", Locked),
+            ("container_reboot", Locked), ("container_stop", Locked), ("container_start", Locked),
+            ("container_pause", Locked), ("container_unpause", Locked), ("container_kill", Locked),
+            ("resize_container", Locked), ("add_security_group", Locked), ("remove_security_group", Locked),
+            ("network_attach", Locked), ("network_detach", Locked), ("capsule_create", Locked),
+            ("container_show", Inline), ("container_logs", Inline), ("container_exec", Inline),
+            ("container_exec_resize", Inline), ("container_update", Inline), ("container_attach", Inline),
+            ("container_resize", Inline), ("container_top", Inline), ("container_get_archive", Inline),
+            ("container_put_archive", Inline), ("container_stats", Inline), ("image_delete", Inline),
+            ("image_pull", Inline), ("image_search", Inline), ("network_create", Inline),
+            ("network_delete", Inline), ("capsule_delete", Inline),
         ] {
-            assert!(method_mode(m).is_some(), "{m}");
+            assert_eq!(method_mode(m), Some(want), "{m}");
         }
+        assert!(method_mode("container_commit").is_some());
         assert_eq!(method_mode("container_teleport"), None);
     }
 
