@@ -62,25 +62,18 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, E>>,
 {
-    use backon::BackoffBuilder;
-    let mut delays = backon::ExponentialBuilder::default()
+    use backon::Retryable;
+    let delays = backon::ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(500))
         .with_max_delay(Duration::from_secs(30))
         .with_jitter()
-        .without_max_times()
-        .build();
-    loop {
-        match f().await {
-            Ok(v) => return Some(v),
-            Err(e) => {
-                let wait = delays.next().unwrap_or(Duration::from_secs(30));
-                tracing::warn!(dependency = what, error = %e, retry_in_ms = wait.as_millis() as u64, "not reachable at start-up; waiting for it");
-                tokio::select! {
-                    _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|v| *v) => return None,
-                }
-            }
-        }
+        .without_max_times();
+    let attempts = (|| f()).retry(delays).notify(|e: &E, wait: Duration| {
+        tracing::warn!(dependency = what, error = %e, retry_in_ms = wait.as_millis() as u64, "not reachable at start-up; waiting for it");
+    });
+    tokio::select! {
+        r = attempts => r.ok(),
+        _ = stop.wait_for(|v| *v) => None,
     }
 }
 

@@ -266,7 +266,7 @@ async fn container_lifecycle_through_mapping_and_populate() {
     }
 
     // Exec with output and exit code.
-    let cmd = zun_compute_rs::docker::split_command("sh -c 'echo out; echo err >&2; exit 3'").unwrap();
+    let cmd = zun_compute_rs::oslo::container_types::shlex_split("sh -c 'echo out; echo err >&2; exit 3'").unwrap();
     let exec_id = c.exec_create(&id, &cmd, false, false).await.unwrap();
     let out = c.exec_start_collect(&exec_id, Duration::from_secs(5)).await.unwrap();
     // stdout and stderr are separate pipes: their relative order is not fixed.

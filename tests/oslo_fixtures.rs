@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use zun_compute_rs::oslo::envelope::zlib_compress;
 use zun_compute_rs::oslo::pyjson;
 use zun_compute_rs::oslo::{
-    check_object_version, decode_body, encode_envelope, version_is_compatible, BodyMeta, Container, ObjectError,
+    check_object_version, decode_body, encode_envelope, BodyMeta, Container,
     ObjectPrimitive, RemoteFailure, Reply, RpcMessage,
 };
 

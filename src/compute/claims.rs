@@ -2,6 +2,7 @@
 //! against the scheduler's `limits` (a missing limit means unlimited) minus what the
 //! compute node already uses. Pure logic; the caller holds the resources lock and
 //! records the usage.
+use crate::oslo::pyjson::py_float_repr as py_float;
 use serde_json::{Map, Value};
 
 /// What a container asks for.
@@ -55,15 +56,6 @@ pub fn claim_test(req: &Request, usage: &Usage, limits: &Map<String, Value>) -> 
         Ok(())
     } else {
         Err(format!("Insufficient compute resources: {}.", reasons.join("; ")))
-    }
-}
-
-/// Python's `str(float)` for the common cases (`1.0`, `0.5`).
-fn py_float(f: f64) -> String {
-    if f.fract() == 0.0 && f.abs() < 1e16 {
-        format!("{f:.1}")
-    } else {
-        format!("{f}")
     }
 }
 

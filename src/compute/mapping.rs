@@ -38,9 +38,6 @@ use crate::oslo::object::Container;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 
-/// zun's Docker name prefix.
-pub const NAME_PREFIX: &str = "zun-";
-
 /// Host-level inputs of the mapping.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MappingOptions {
@@ -96,7 +93,7 @@ fn bad(field: &'static str, detail: impl Into<String>) -> MappingError {
 
 /// The Docker container name: `zun-<uuid>`.
 pub fn docker_name(container: &Container) -> Result<String, MappingError> {
-    container.uuid().map(|u| format!("{NAME_PREFIX}{u}")).ok_or(MappingError::MissingUuid)
+    container.uuid().map(crate::docker::container_name).ok_or(MappingError::MissingUuid)
 }
 
 /// `repo:tag`, or `repo` when the tag is empty (glance images).
@@ -314,18 +311,9 @@ fn opt_i64(c: &Container, field: &'static str) -> Result<Option<i64>, MappingErr
     }
 }
 
-/// `memory` is a string of MB (`"512"`); queens sent `"512M"`.
+/// `memory` is a string of MB (`"512"`); queens sent `"512M"` (the one parser: oslo's).
 fn memory_mb(c: &Container) -> Result<Option<i64>, MappingError> {
-    match c.get("memory") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| bad("memory", format!("bad memory {n}"))),
-        Some(Value::String(s)) => {
-            let t = s.trim();
-            let t = t.strip_suffix(['M', 'm']).unwrap_or(t);
-            t.parse::<i64>().map(Some).map_err(|_| bad("memory", format!("bad memory {s:?}")))
-        }
-        Some(other) => Err(bad("memory", format!("bad memory {other}"))),
-    }
+    c.memory_mb().map_err(|e| bad("memory", e.to_string()))
 }
 
 /// A JsonField: a JSON string on the wire (`"{}"`), or already a dict/list.
@@ -349,7 +337,7 @@ fn string_list(c: &Container, field: &'static str) -> Result<Option<Vec<String>>
             .map(Some),
         Some(Value::String(s)) => match serde_json::from_str::<Vec<String>>(s) {
             Ok(v) => Ok(Some(v)),
-            Err(_) => crate::docker::split_command(s).map(Some).map_err(|e| bad(field, e.to_string())),
+            Err(_) => crate::oslo::container_types::shlex_split(s).map(Some).map_err(|e| bad(field, e.to_string())),
         },
         Some(other) => Err(bad(field, format!("expected a list, got {other}"))),
     }

@@ -12,7 +12,8 @@
 //! Keys come in zun's order. Floats are written the way Python's `json` writes them
 //! (`64.0`, `3.2e-05`).
 
-use serde_json::{Map, Number, Value};
+use crate::oslo::pyjson::py_float_value as py_float;
+use serde_json::{Map, Value};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum StatsError {
@@ -39,28 +40,6 @@ fn int(v: Option<&Value>) -> i128 {
             .unwrap_or(0),
         _ => 0,
     }
-}
-
-/// A float as Python's `repr` (and so `json.dumps`) writes it.
-pub fn py_float(f: f64) -> Value {
-    if !f.is_finite() {
-        return Value::Null;
-    }
-    let sci = format!("{f:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((sci.as_str(), "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let text = if (-4..16).contains(&exp) {
-        let s = format!("{f}");
-        if s.contains('.') {
-            s
-        } else {
-            format!("{s}.0")
-        }
-    } else {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exp.abs())
-    };
-    text.parse::<Number>().map(Value::Number).unwrap_or(Value::Null)
 }
 
 /// Builds zun's stats dict from one raw Docker stats sample.

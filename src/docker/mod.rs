@@ -16,10 +16,8 @@
 //! few model types it is built from), re-exported for the pure Container→Docker mapping in
 //! `compute::mapping`.
 
-mod command;
 mod error;
 
-pub use command::{split_command, SplitCommandError};
 pub use error::{DockerError, DockerErrorKind};
 
 /// The `POST /containers/create` body, built by `compute::mapping`.
@@ -33,8 +31,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::time::Duration;
 
-/// zun's Docker container name prefix (`consts.NAME_PREFIX`).
+/// zun's Docker container name prefix (`consts.NAME_PREFIX`): the one place it is spelled.
 pub const NAME_PREFIX: &str = "zun-";
+
+/// The Docker name of zun's container `uuid`: `zun-<uuid>`.
+pub fn container_name(uuid: &str) -> String {
+    format!("{NAME_PREFIX}{uuid}")
+}
 
 /// Where and how to reach the engine (`[docker] api_url` and `[docker] default_timeout`).
 #[derive(Debug, Clone, PartialEq)]

@@ -86,7 +86,7 @@ impl Container {
         match self.get(field)? {
             Value::Array(a) => Some(a.iter().filter_map(|x| if x.is_null() { None } else { Some(pyjson::py_str(x)) }).collect()),
             // queens: `command` was a plain string.
-            Value::String(s) => Some(shlex_split(s)),
+            Value::String(s) => shlex_split(s).ok(),
             _ => None,
         }
     }
@@ -212,8 +212,12 @@ impl Container {
     /// `memory` in MB. The wire is a string: `"512"` (master) or `"512M"` (queens,
     /// also `k`/`g` suffixes, case-insensitive); numbers are tolerated.
     pub fn memory(&self) -> Option<i64> {
-        let s = self.get_string("memory")?;
-        parse_memory_mb(&s)
+        self.memory_mb().ok().flatten()
+    }
+
+    /// `memory` in MB, with the reason when it is set but not a usable size.
+    pub fn memory_mb(&self) -> Result<Option<i64>, MemoryError> {
+        memory_mb_of(self.get("memory"))
     }
 
     /// Writes `memory` as zun does: the MB count as a string.
@@ -383,21 +387,64 @@ impl Container {
     }
 }
 
-/// Parses zun's memory strings into MB: `"512"`, `"512M"`, `"1G"`, `"1024k"`, `"512m"`.
-pub fn parse_memory_mb(s: &str) -> Option<i64> {
+/// The most memory a container may ask for, in MB: Docker takes the limit in bytes as an
+/// `i64`, so anything larger cannot be expressed (and would wrap).
+pub const MAX_MEMORY_MB: i64 = i64::MAX / (1024 * 1024);
+
+/// A `memory` value that is not a size zun-compute-rs can honour.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("bad memory {value}: {reason}")]
+pub struct MemoryError {
+    /// The value as it came (JSON form, so a string shows its quotes).
+    pub value: String,
+    pub reason: &'static str,
+}
+
+/// Parses zun's memory strings into MB: `"512"`, `"512M"`, `"1G"`, `"1024k"`, `"512m"`
+/// (queens sent the suffixed forms). Fractions of a MB are dropped; negative, non-finite
+/// and too large (over [`MAX_MEMORY_MB`]) sizes are refused. The one memory parser:
+/// claims, Docker's limit and usage accounting all read memory through it.
+pub fn parse_memory_mb(s: &str) -> Result<i64, MemoryError> {
+    let bad = |reason| MemoryError { value: Value::String(s.to_string()).to_string(), reason };
     let t = s.trim();
-    let (num, mult): (&str, f64) = match t.chars().last()? {
+    let Some(last) = t.chars().last() else { return Err(bad("empty")) };
+    let (num, mult): (&str, f64) = match last {
         'm' | 'M' => (&t[..t.len() - 1], 1.0),
         'g' | 'G' => (&t[..t.len() - 1], 1024.0),
         'k' | 'K' => (&t[..t.len() - 1], 1.0 / 1024.0),
         'b' | 'B' => (&t[..t.len() - 1], 1.0 / (1024.0 * 1024.0)),
         _ => (t, 1.0),
     };
-    let v = py_float(num)?;
-    if !v.is_finite() {
-        return None;
+    let v = py_float(num).ok_or_else(|| bad("not a number of MB"))?;
+    mb_in_range(v * mult).map_err(bad)
+}
+
+/// A size in MB (fractions dropped) when it is finite, not negative and at most [`MAX_MEMORY_MB`].
+fn mb_in_range(mb: f64) -> Result<i64, &'static str> {
+    if !mb.is_finite() {
+        return Err("not a finite size");
     }
-    Some((v * mult).trunc() as i64)
+    if mb < 0.0 {
+        return Err("negative");
+    }
+    if mb.trunc() > MAX_MEMORY_MB as f64 {
+        return Err("larger than Docker can limit");
+    }
+    Ok(mb.trunc() as i64)
+}
+
+/// `memory` in MB, strictly: `None` when unset or null, an error for what cannot be a size.
+pub fn memory_mb_of(v: Option<&Value>) -> Result<Option<i64>, MemoryError> {
+    let bad = |v: &Value, reason| MemoryError { value: v.to_string(), reason };
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => parse_memory_mb(s).map(Some),
+        Some(n @ Value::Number(_)) => match n.as_i64() {
+            Some(i) => mb_in_range(i as f64).map(Some).map_err(|r| bad(n, r)),
+            None => Err(bad(n, "not a whole number of MB")),
+        },
+        Some(other) => Err(bad(other, "not a number of MB")),
+    }
 }
 
 #[cfg(test)]
@@ -438,6 +485,27 @@ mod tests {
     }
 
     #[test]
+    fn one_memory_parser_for_every_form() {
+        for (s, mb) in [("512", 512), ("512M", 512), ("512m", 512), (" 64 ", 64), ("1G", 1024), ("1g", 1024), ("0.5G", 512),
+            ("1024k", 1), ("1048576b", 1), ("0", 0)]
+        {
+            assert_eq!(parse_memory_mb(s), Ok(mb), "{s}");
+        }
+        for s in ["", "x", "M", "-1", "-1G", "inf", "nan", "1T", "17592186044416", "99999999999999999999"] {
+            assert!(parse_memory_mb(s).is_err(), "{s}");
+        }
+        assert_eq!(parse_memory_mb(&MAX_MEMORY_MB.to_string()), Ok(MAX_MEMORY_MB));
+        assert!(parse_memory_mb(&(MAX_MEMORY_MB + 1).to_string()).is_err());
+        assert_eq!(memory_mb_of(None), Ok(None));
+        assert_eq!(memory_mb_of(Some(&Value::Null)), Ok(None));
+        assert_eq!(memory_mb_of(Some(&json!(256))), Ok(Some(256)));
+        assert!(memory_mb_of(Some(&json!(-5))).is_err());
+        assert!(memory_mb_of(Some(&json!(1.5))).is_err());
+        assert!(memory_mb_of(Some(&json!([1]))).is_err());
+        assert_eq!(memory_mb_of(Some(&json!("2G"))), Ok(Some(2048)));
+    }
+
+    #[test]
     fn queens_forms() {
         let mut c = container("1.24", json!({"memory": "512M", "command": "sh -c 'echo hi'", "meta": {"sandbox_id": "abc"}}));
         c.validate().unwrap();
@@ -446,7 +514,7 @@ mod tests {
         assert_eq!(c.meta().unwrap()["sandbox_id"], "abc");
         c.set_command(Some(&["echo".to_string(), "a b".to_string()]));
         assert_eq!(c.get("command"), Some(&json!("echo 'a b'")));
-        assert_eq!(parse_memory_mb("1G"), Some(1024));
-        assert_eq!(parse_memory_mb("x"), None);
+        assert_eq!(parse_memory_mb("1G"), Ok(1024));
+        assert!(parse_memory_mb("x").is_err());
     }
 }

@@ -196,59 +196,31 @@ impl Cpuset {
     }
 }
 
-/// POSIX-shell-like split (Python `shlex.split`), for queens' string `command`.
-pub fn shlex_split(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\'' => {
-                in_word = true;
-                for d in chars.by_ref() {
-                    if d == '\'' {
-                        break;
-                    }
-                    cur.push(d);
-                }
-            }
-            '"' => {
-                in_word = true;
-                while let Some(d) = chars.next() {
-                    match d {
-                        '"' => break,
-                        '\\' if matches!(chars.peek(), Some('"' | '\\' | '$' | '`')) => {
-                            if let Some(n) = chars.next() {
-                                cur.push(n);
-                            }
-                        }
-                        _ => cur.push(d),
-                    }
-                }
-            }
-            '\\' => {
-                in_word = true;
-                if let Some(n) = chars.next() {
-                    cur.push(n);
-                }
-            }
-            c if c.is_whitespace() => {
-                if in_word {
-                    out.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
+/// A command string that does not split into words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShlexError {
+    #[error("No closing quotation")]
+    NoClosingQuotation,
+    #[error("No escaped character")]
+    NoEscapedCharacter,
+}
+
+/// Splits a command string into words the way docker-py's `exec_create` and queens'
+/// string `command` are split (Python's `shlex.split`): the `shlex` crate, the one
+/// splitter of the code base. Whitespace separates words, single quotes are literal,
+/// double quotes allow `\"` and `\\`, a backslash escapes the next character, `''` is an
+/// empty word. Where POSIX sh and Python differ the crate follows sh: a word starting
+/// with `#` begins a comment, and `\$`/`` \` `` inside double quotes lose their backslash.
+pub fn shlex_split(s: &str) -> Result<Vec<String>, ShlexError> {
+    shlex::split(s).ok_or_else(|| {
+        // The crate does not say why; a lone trailing backslash is the only other failure.
+        let trailing = s.chars().rev().take_while(|c| *c == '\\').count();
+        if trailing % 2 == 1 && shlex::split(&s[..s.len() - 1]).is_some() {
+            ShlexError::NoEscapedCharacter
+        } else {
+            ShlexError::NoClosingQuotation
         }
-    }
-    if in_word {
-        out.push(cur);
-    }
-    out
+    })
 }
 
 /// Python `shlex.join`: the inverse of [`shlex_split`] for writing queens' string form.
@@ -281,10 +253,21 @@ mod tests {
 
     #[test]
     fn shlex() {
-        assert_eq!(shlex_split("sh -c 'echo hello && sleep 3600'"), ["sh", "-c", "echo hello && sleep 3600"]);
-        assert_eq!(shlex_split(r#"echo "a \"b\"" c\ d"#), ["echo", "a \"b\"", "c d"]);
-        let words = vec!["sh".to_string(), "-c".into(), "it's".into()];
-        assert_eq!(shlex_split(&shlex_join(&words)), words);
+        let split = |s: &str| shlex_split(s).unwrap();
+        assert_eq!(split("sh -c 'echo hello && sleep 3600'"), ["sh", "-c", "echo hello && sleep 3600"]);
+        assert_eq!(split(r#"echo "a \"b\"" c\ d"#), ["echo", "a \"b\"", "c d"]);
+        assert_eq!(split("echo hi"), ["echo", "hi"]);
+        assert_eq!(split("  sh  -c 'echo a b'  "), ["sh", "-c", "echo a b"]);
+        assert_eq!(split(r#"a"b c"d"#), ["ab cd"]);
+        assert_eq!(split(r#"x "a\"b\\c\d""#), ["x", r#"a"b\c\d"#]);
+        assert_eq!(split(r"a\ b c"), ["a b", "c"]);
+        assert_eq!(split("a '' b"), ["a", "", "b"]);
+        assert_eq!(split(""), Vec::<String>::new());
+        assert_eq!(shlex_split("'open"), Err(ShlexError::NoClosingQuotation));
+        assert_eq!(shlex_split("\"open"), Err(ShlexError::NoClosingQuotation));
+        assert_eq!(shlex_split("trail\\"), Err(ShlexError::NoEscapedCharacter));
+        let words = vec!["sh".to_string(), "-c".into(), "it's".into(), "".into(), "a b".into()];
+        assert_eq!(split(&shlex_join(&words)), words);
     }
 
     #[test]

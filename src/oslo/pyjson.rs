@@ -444,6 +444,16 @@ pub fn py_float_repr(f: f64) -> String {
     s
 }
 
+/// A float as a JSON number that prints as Python's `repr` (`1.0`, `0.5`, `1e-05`,
+/// `1e+20`); `null` for NaN and the infinities. The one float writer: stats, claims'
+/// messages and the store read floats through it or [`py_float_repr`].
+pub fn py_float_value(f: f64) -> Value {
+    if !f.is_finite() {
+        return Value::Null;
+    }
+    py_float_repr(f).parse::<serde_json::Number>().map(Value::Number).unwrap_or(Value::Null)
+}
+
 /// A JSON string literal with `ensure_ascii=True` escaping.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');

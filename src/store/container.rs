@@ -16,6 +16,7 @@
 //! cannot be stored in zun's `utf8mb3` columns; in plain text columns they are replaced with
 //! U+FFFD instead of failing the write (JSON columns escape them as `\ud83d\ude00`, like Python).
 use super::pyjson;
+use crate::oslo::pyjson::py_float_value as py_float;
 use super::sql::{Kind, Val};
 use super::{time_from_wire, time_to_wire, StoreError};
 use crate::oslo::object::{KEY_DATA, KEY_NAME, KEY_NAMESPACE, KEY_VERSION, ZUN_NAMESPACE};
@@ -394,32 +395,6 @@ pub fn decode(codec: Codec, v: Val) -> Result<Value, String> {
         (Codec::JsonDict | Codec::JsonText, Val::Text(s)) => Value::String(pyjson::dumps(&parse_json_text(&s)?)),
         (c, v) => return Err(format!("unexpected stored value {v:?} for {c:?}")),
     })
-}
-
-/// A float as Python's `repr` writes it (`1.0`, `0.5`, `1e-05`, `1e+20`), as a JSON number.
-pub fn py_float(f: f64) -> Value {
-    let text = if f == 0.0 || (1e-4..1e16).contains(&f.abs()) {
-        let s = f.to_string();
-        if s.contains('.') || s.contains("inf") || s.contains("NaN") {
-            s
-        } else {
-            format!("{s}.0")
-        }
-    } else {
-        // Rust: 1e20, 1.5e-7; Python: 1e+20, 1.5e-07.
-        let s = format!("{f:e}");
-        match s.split_once('e') {
-            Some((m, e)) => {
-                let (sign, digits) = match e.strip_prefix('-') {
-                    Some(d) => ('-', d),
-                    None => ('+', e),
-                };
-                format!("{m}e{sign}{digits:0>2}")
-            }
-            None => s,
-        }
-    };
-    serde_json::from_str(&text).unwrap_or(Value::Null)
 }
 
 /// Builds the object from a row read with [`select_list`] over `fields` (container_type last).

@@ -255,17 +255,17 @@ impl Store {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
-        let mut attempt = 0u32;
-        loop {
-            match op().await {
-                Err(e) if e.retryable() && attempt < 8 => {
-                    attempt += 1;
-                    tracing::debug!(attempt, error = %e, "database deadlock/busy; retrying");
-                    tokio::time::sleep(Duration::from_millis(20 * u64::from(attempt))).await;
-                }
-                other => return other,
-            }
-        }
+        use backon::Retryable;
+        let pauses = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(20))
+            .with_max_delay(Duration::from_millis(200))
+            .with_jitter()
+            .with_max_times(8);
+        (|| op())
+            .retry(pauses)
+            .when(StoreError::retryable)
+            .notify(|e, pause| tracing::debug!(error = %e, retry_in_ms = pause.as_millis() as u64, "database deadlock/busy; retrying"))
+            .await
     }
 }
 

@@ -108,13 +108,10 @@ async fn do_container_create(op: &Op, c: &mut Container) -> Result<(), RpcError>
     res
 }
 
-/// zun's `memory` is a string of MB ("512"; queens "512M").
+/// zun's `memory` in MB for claims and usage ("512"; queens "512M"); what is not a usable
+/// size claims nothing here and is refused when the Docker config is built.
 pub fn memory_mb(c: &Container) -> i64 {
-    match c.get("memory") {
-        Some(Value::String(s)) => s.trim_end_matches(['M', 'm']).trim().parse().unwrap_or(0),
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-        _ => 0,
-    }
+    c.memory().unwrap_or(0)
 }
 
 /// `rt.container_claim`: test against the limits, set `host`, add the usage.
@@ -169,7 +166,7 @@ pub(crate) async fn create_base(op: &Op, c: &mut Container) -> Result<(), RpcErr
 
 async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
     let svc = &op.svc;
-    let name = format!("zun-{}", c.uuid().unwrap_or_default());
+    let name = crate::docker::container_name(c.uuid().unwrap_or_default());
     // Redelivery or a crash after create: adopt the container Docker already has.
     if let Ok(existing) = svc.docker.inspect(&name).await {
         tracing::info!(container = c.uuid().unwrap_or("-"), "zun-<uuid> already exists in Docker; adopting it");
@@ -303,7 +300,7 @@ async fn rebuild_flow(op: &Op, c: &mut Container, run: bool) -> Result<(), RpcEr
             }
         }
         // A fresh create under the same name.
-        let _ = op.svc.docker.remove(&format!("zun-{}", c.uuid().unwrap_or_default()), true).await;
+        let _ = op.svc.docker.remove(&crate::docker::container_name(c.uuid().unwrap_or_default()), true).await;
         create_base(op, c).await?;
         c.set("status", json!("Created"));
         c.set("status_reason", Value::Null);

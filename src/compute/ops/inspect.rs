@@ -67,7 +67,7 @@ pub async fn container_exec(op: Op) -> MethodResult {
     let mut c = op.container()?;
     let id = op.docker_id(&c)?;
     let command = op.arg_str("command").unwrap_or_default();
-    let argv = crate::docker::split_command(&command).map_err(|e| RpcError::invalid(e.to_string()))?;
+    let argv = crate::oslo::container_types::shlex_split(&command).map_err(|e| RpcError::invalid(e.to_string()))?;
     let interactive = op.arg_bool("interactive");
     let run = op.arg("run").map(|_| op.arg_bool("run")).unwrap_or(true);
     let exec_id = match op.svc.docker.exec_create(&id, &argv, interactive, interactive).await {

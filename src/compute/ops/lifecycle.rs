@@ -146,12 +146,12 @@ pub async fn container_delete(op: Op) -> MethodResult {
     // The row may already be gone (a redelivered delete): nothing left to do but Docker.
     let row = op.svc.store.container_get(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
     if row.is_none() {
-        let _ = op.svc.docker.remove(&format!("zun-{uuid}"), true).await;
+        let _ = op.svc.docker.remove(&crate::docker::container_name(&uuid), true).await;
         op.announce_end(&c, "delete", false);
         return Ok(Value::Null);
     }
     let guard = op.begin_task(&mut c, "container_deleting").await?;
-    let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| format!("zun-{uuid}"));
+    let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| crate::docker::container_name(&uuid));
     if let Err(e) = op.svc.docker.remove(&target, force).await {
         let err = super::docker_error(&e);
         // `force` overrides Docker's refusals, not its absence: destroying the row while
