@@ -4,7 +4,7 @@
 //! within `[compute] graceful_shutdown_timeout`, hand back what never started, exit 0.
 use crate::admin::{self, Health, Metrics};
 use crate::amqp::{AmqpError, AmqpSettings, Publisher, RpcServer};
-use crate::compute::{recovery, Executor, Manager, Services};
+use crate::compute::{recovery, ComputeSettings, Executor, Manager, Services};
 use crate::config::Settings;
 use crate::docker::{DockerClient, DockerError, DockerSettings};
 use crate::events::Notifier;
@@ -151,6 +151,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         Notifier::disabled(&host)
     });
     let svc = Arc::new(Services {
+        conf: ComputeSettings::from_settings(&settings),
         settings: settings.clone(),
         store: store.clone(),
         docker: docker.clone(),

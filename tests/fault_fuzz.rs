@@ -310,6 +310,7 @@ async fn the_real_manager_survives_malformed_messages_and_handles_a_create() {
     let metrics = Arc::new(Metrics::new());
     let host = "fuzz-node".to_string();
     let svc = Arc::new(Services {
+        conf: zun_compute_rs::compute::ComputeSettings::from_settings(&settings),
         settings,
         store: store.clone(),
         docker: Arc::new(docker),

@@ -213,6 +213,7 @@ async fn real_manager(dir: &std::path::Path) -> std::sync::Arc<zun_compute_rs::c
     let metrics = Arc::new(Metrics::new());
     let host = "tolerance-node".to_string();
     let svc = Arc::new(Services {
+        conf: zun_compute_rs::compute::ComputeSettings::from_settings(&settings),
         settings,
         store,
         docker: Arc::new(docker),

@@ -14,6 +14,8 @@ use std::sync::Arc;
 /// What operations work with.
 pub struct Services {
     pub settings: Arc<Settings>,
+    /// What the operations take from `settings`, derived once at start.
+    pub conf: super::ComputeSettings,
     pub store: Arc<Store>,
     pub docker: Arc<DockerClient>,
     pub notifier: Arc<Notifier>,

@@ -15,7 +15,9 @@ pub mod mapping;
 pub mod ops;
 pub mod populate;
 pub mod recovery;
+pub mod settings;
 pub mod stats;
 
 pub use executor::Executor;
 pub use manager::{Manager, Services};
+pub use settings::ComputeSettings;

@@ -45,7 +45,7 @@ pub async fn recover(svc: &Services, manager: &Manager) -> Report {
         }
         let resume = match (status.as_str(), task.as_deref()) {
             ("Deleting", _) | (_, Some("container_deleting")) => Some(("container_delete", json!({"force": true}))),
-            (_, Some("container_rebooting")) => Some(("container_reboot", json!({"timeout": svc.settings.docker.default_timeout}))),
+            (_, Some("container_rebooting")) => Some(("container_reboot", json!({"timeout": svc.conf.stop_timeout_s}))),
             (_, Some("container_stopping")) => Some(("container_stop", json!({}))),
             (_, Some("container_starting")) => Some(("container_start", json!({}))),
             (_, Some("container_pausing")) => Some(("container_pause", json!({}))),

@@ -86,7 +86,7 @@ async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), RpcError> {
         return Ok(());
     }
     if disk == 0 {
-        c.set("disk", json!(op.svc.settings.default.default_disk));
+        c.set("disk", json!(op.svc.conf.default_disk_gb));
     }
     Ok(())
 }
@@ -183,7 +183,7 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
 
     let image = c.get_str("image").unwrap_or_default().to_string();
     let driver = c.get_str("image_driver").unwrap_or("docker").to_string();
-    let (repo, tag) = match image_ref::parse_image_name(&image, &driver, None, svc.settings.docker.default_registry.as_deref()) {
+    let (repo, tag) = match image_ref::parse_image_name(&image, &driver, None, svc.conf.default_registry.as_deref()) {
         Ok(rt) => rt,
         Err(e) => {
             let msg = e.to_string();
@@ -242,9 +242,9 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
             }
         }
         let opts = MappingOptions {
-            default_runtime: svc.settings.default.container_runtime.clone(),
+            default_runtime: svc.conf.default_runtime.clone(),
             disk_quota_supported: svc.disk_quota_supported,
-            network_mode: svc.settings.docker.default_network.clone(),
+            network_mode: svc.conf.default_network.clone(),
             api_version: svc.docker.api_version(),
             binds: Vec::new(),
         };
@@ -264,13 +264,12 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
 
 /// zun's auth_config: `[docker] default_registry_username/password` for the default registry.
 fn credentials(op: &Op, repo: &str) -> Option<RegistryCredentials> {
-    let d = &op.svc.settings.docker;
-    let registry = d.default_registry.as_deref()?;
-    let user = d.default_registry_username.as_deref()?;
+    let registry = op.svc.conf.default_registry.as_deref()?;
+    let (user, password) = op.svc.conf.registry_login()?;
     let domain = image_ref::parse_reference(repo).ok().and_then(|r| r.split_hostname().0.map(str::to_string))?;
     (domain == registry).then(|| RegistryCredentials {
         username: user.to_string(),
-        password: d.default_registry_password.clone().unwrap_or_default(),
+        password: password.to_string(),
         server: registry.to_string(),
     })
 }

@@ -7,7 +7,6 @@ use crate::oslo::Container;
 use crate::rpc::{MethodResult, RpcError};
 use base64::Engine;
 use serde_json::{json, Value};
-use std::time::Duration;
 
 /// The container object as zun returns it: at the version it was received.
 fn object(c: &Container) -> Value {
@@ -75,8 +74,7 @@ pub async fn container_exec(op: Op) -> MethodResult {
         Err(e) => return Err(op.docker_failure(&mut c, e).await),
     };
     if run {
-        let timeout = Duration::from_secs(op.svc.settings.docker.execute_timeout.max(1));
-        let output = match op.svc.docker.exec_start_collect(&exec_id, timeout).await {
+        let output = match op.svc.docker.exec_start_collect(&exec_id, op.svc.conf.exec_timeout).await {
             Ok(o) => o,
             Err(e) if e.is_timeout() => return Err(RpcError::conflict(format!("Timeout on executing command: {command}"))),
             Err(e) => return Err(op.docker_failure(&mut c, e).await),
@@ -85,20 +83,12 @@ pub async fn container_exec(op: Op) -> MethodResult {
         return Ok(json!({"output": output, "exit_code": state.exit_code, "exec_id": null, "token": null}));
     }
     let token = uuid::Uuid::new_v4().to_string();
-    let url = remote_api_url(&op);
+    let url = op.svc.conf.remote_api_url.clone();
     let int_id = c.get("id").and_then(Value::as_i64).unwrap_or(0);
     if let Err(e) = op.svc.store.exec_instance_insert(int_id, &exec_id, Some(&url), Some(&token)).await {
         tracing::warn!(error = %e, "could not record the exec instance");
     }
     Ok(json!({"output": null, "exit_code": null, "exec_id": exec_id, "token": token}))
-}
-
-fn remote_api_url(op: &Op) -> String {
-    let d = &op.svc.settings.docker;
-    d.docker_remote_api_url.clone().unwrap_or_else(|| {
-        let host = d.docker_remote_api_host.clone().or_else(|| op.svc.settings.default.my_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
-        format!("tcp://{host}:{}", d.docker_remote_api_port)
-    })
 }
 
 /// `container_exec_resize(exec_id, height, width)` (no container argument).
@@ -199,7 +189,7 @@ pub async fn container_update(op: Op, is_cast: bool) -> MethodResult {
     if mem_changed || cpu_changed {
         if let Some(id) = c.get_str("container_id").map(str::to_string) {
             let memory = mem_changed.then_some(new_mem * 1024 * 1024);
-            let memswap = mem_changed.then_some(op.svc.settings.default.default_memory_swap);
+            let memswap = mem_changed.then_some(op.svc.conf.default_memory_swap);
             let shares = cpu_changed.then_some((1024.0 * new_cpu) as i64);
             if let Err(e) = op.svc.docker.update_resources(&id, memory, memswap, shares).await {
                 return Err(op.docker_failure(&mut c, e).await);
@@ -232,12 +222,7 @@ pub async fn container_resize(op: Op) -> MethodResult {
 pub async fn container_attach(op: Op) -> MethodResult {
     let mut c = op.container()?;
     let id = op.docker_id(&c)?;
-    let d = &op.svc.settings.docker;
-    let host = d.docker_remote_api_host.clone().or_else(|| op.svc.settings.default.my_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
-    let url = format!(
-        "ws://{host}:{}/v{}/containers/{id}/attach/ws?logs=0&stream=1&stdin=1&stdout=1&stderr=1",
-        d.docker_remote_api_port, d.docker_remote_api_version
-    );
+    let url = op.svc.conf.attach_url(&id);
     let token = uuid::Uuid::new_v4().to_string();
     c.set("websocket_url", json!(url));
     c.set("websocket_token", json!(token));
