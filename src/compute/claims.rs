@@ -95,6 +95,15 @@ mod tests {
     }
 
     #[test]
+    fn requested_vcpus_print_as_python_does() {
+        // zun formats the request with Python's str(float): 1e-05, not 0.00001.
+        let u = Usage { mem_used_mb: 0, cpu_used: 1.0, disk_used_gb: 0 };
+        let r = Request { memory_mb: 0, cpu: 1e-5, disk_gb: 0 };
+        let e = claim_test(&r, &u, &limits(json!({"cpu": 1}))).unwrap_err();
+        assert_eq!(e, "Insufficient compute resources: Free vcpu 0.00 VCPU < requested 1e-05 VCPU.");
+    }
+
+    #[test]
     fn exactly_fitting_is_fine() {
         let r = Request { memory_mb: 512, cpu: 1.0, disk_gb: 10 };
         assert!(claim_test(&r, &Usage::default(), &limits(json!({"memory": 512, "cpu": 1.0, "disk": 10}))).is_ok());

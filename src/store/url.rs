@@ -114,7 +114,7 @@ mod tests {
                 assert_eq!(options.get_database(), Some("zun"));
                 assert_eq!(options.get_charset(), "utf8");
                 assert_eq!(display, "zun@db.example:3307/zun");
-                assert!(!format!("{display}").contains("s3cr"));
+                assert!(!display.to_string().contains("s3cr"));
             }
             _ => panic!("expected MySQL"),
         }
