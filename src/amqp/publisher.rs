@@ -107,21 +107,25 @@ impl Publisher {
     /// Sends one reply to a caller's `_reply_q`, retrying every 0.25 s while the
     /// queue is missing (NO_ROUTE) or the broker is unreachable, until `deadline`.
     pub async fn send_reply(&self, to: &ReplyTo, reply: &oslo::Reply, deadline: Instant) -> Result<(), AmqpError> {
+        use backon::Retryable;
         let body = oslo::encode_envelope(&reply.to_map());
-        loop {
-            let outcome = self.publish("", &to.reply_q, &body, oslo_properties(None), true).await;
-            let retry = match &outcome {
-                Ok(Settled::Acked) => return Ok(()),
-                Ok(Settled::Returned { code, text }) => format!("returned {code} {text}"),
-                Ok(Settled::Nacked) => "nacked".to_string(),
-                Err(e) => e.to_string(),
-            };
-            if Instant::now() >= deadline {
-                return Err(AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason: retry });
+        let attempt = || async {
+            match self.publish("", &to.reply_q, &body, oslo_properties(None), true).await {
+                Ok(Settled::Acked) => Ok(()),
+                Ok(Settled::Returned { code, text }) => Err(format!("returned {code} {text}")),
+                Ok(Settled::Nacked) => Err("nacked".to_string()),
+                Err(e) => Err(e.to_string()),
             }
-            tracing::debug!(reply_q = %to.reply_q, msg_id = %to.msg_id, reason = %retry, "reply not delivered yet, retrying");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        };
+        let every_quarter_second = backon::ConstantBuilder::default().with_delay(Duration::from_millis(250)).without_max_times();
+        attempt
+            .retry(every_quarter_second)
+            .when(|_| Instant::now() < deadline)
+            .notify(|reason, _| {
+                tracing::debug!(reply_q = %to.reply_q, msg_id = %to.msg_id, reason = %reason, "reply not delivered yet, retrying")
+            })
+            .await
+            .map_err(|reason| AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason })
     }
 
     /// Declares a notification queue `<topic>.<priority>` bound on the control exchange,
