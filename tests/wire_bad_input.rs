@@ -129,3 +129,43 @@ async fn a_thousand_bad_messages_then_a_good_one() {
     drop(conn);
     h.shutdown().await;
 }
+
+/// A reply whose queue does not exist yet is retried (every 0.25 s) until the caller
+/// declares it, and given up, with an error naming the queue, once its deadline passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_waits_for_its_queue_until_the_deadline() {
+    use std::sync::Arc;
+    use std::time::Instant;
+    use zun_compute_rs::amqp::{AmqpError, AmqpSettings, Publisher};
+    use zun_compute_rs::oslo::Reply;
+    use zun_compute_rs::rpc::ReplyTo;
+    let vhost = Vhost::new("zunrs-reply");
+    let dir = tempfile::tempdir().unwrap();
+    let conf = write_conf(dir.path(), "zun.conf", &format!("[DEFAULT]\ntransport_url = {}\n", vhost.url()));
+    let settings = zun_compute_rs::config::Settings::load(&[&conf], Vec::new()).unwrap();
+    let publisher = Arc::new(Publisher::new(Arc::new(AmqpSettings::from_config(&settings).unwrap())));
+    let conn = Connection::connect(&format!("amqp://guest:guest@127.0.0.1:5672/{}", vhost.name), ConnectionProperties::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+
+    // Declared a second after the first attempt: delivered by a retry.
+    let late = ReplyTo { reply_q: format!("reply_{}", uuid::Uuid::new_v4().simple()), msg_id: "m1".into() };
+    let p = publisher.clone();
+    let to = late.clone();
+    let sending = tokio::spawn(async move {
+        p.send_reply(&to, &Reply::success("m1", json!({"ok": 1})), Instant::now() + Duration::from_secs(20)).await
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await; // the queue appears later, on purpose
+    ch.queue_declare(ShortString::from(late.reply_q.as_str()), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), sending).await.expect("reply sent").unwrap().expect("delivered once the queue exists");
+    assert_eq!(vhost.message_count(&late.reply_q), Some(1));
+
+    // Never declared: abandoned at the deadline, not before, not long after.
+    let never = ReplyTo { reply_q: format!("reply_{}", uuid::Uuid::new_v4().simple()), msg_id: "m2".into() };
+    let started = Instant::now();
+    let e = publisher.send_reply(&never, &Reply::success("m2", Value::Null), started + Duration::from_millis(1500)).await.unwrap_err();
+    let took = started.elapsed();
+    assert!(matches!(&e, AmqpError::ReplyAbandoned { reply_q, .. } if *reply_q == never.reply_q), "{e:?}");
+    assert!(took >= Duration::from_millis(1500) && took < Duration::from_secs(10), "gave up after {took:?}");
+}
