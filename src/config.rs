@@ -204,6 +204,14 @@ pub struct ComputeSection {
     pub graceful_shutdown_timeout: u64,
     /// Remove Docker containers named `zun-*` that the store does not know, at start-up.
     pub remove_orphans: bool,
+    /// Largest message body accepted (bytes, before and after decompression); larger
+    /// ones are rejected unparsed.
+    pub max_message_bytes: usize,
+    /// The broker's `consumer_timeout` in seconds (RabbitMQ's default: 1800); 0 when the
+    /// broker has none. A delivery whose operation still runs at three quarters of it is
+    /// acknowledged then, so the broker never closes the channel (which would hand every
+    /// other in-flight message on it back to the queue).
+    pub consumer_timeout: u64,
 }
 
 impl Default for ComputeSection {
@@ -218,6 +226,8 @@ impl Default for ComputeSection {
             prefetch: 64,
             graceful_shutdown_timeout: 160,
             remove_orphans: false,
+            max_message_bytes: crate::oslo::envelope::DEFAULT_MAX_MESSAGE_BYTES,
+            consumer_timeout: 1800,
         }
     }
 }

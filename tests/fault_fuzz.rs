@@ -234,10 +234,14 @@ async fn settle_one(d: &Dispatcher, meta: &BodyMeta, body: &[u8], out: &mut Outc
     let disposition = disposition.unwrap_or_else(|_| panic!("accept panicked on {meta:?} {:?}", String::from_utf8_lossy(body)));
     match disposition {
         Disposition::Reject { .. } => out.rejected += 1,
-        Disposition::Duplicate { .. } => out.duplicate += 1,
+        Disposition::Duplicate { .. } | Disposition::Held { .. } => out.duplicate += 1,
         Disposition::Run(run) => {
             use futures_util::FutureExt;
             let r = AssertUnwindSafe(run.future).catch_unwind().await;
+            // As the RPC server does once the delivery is settled.
+            if let Some(uid) = &run.unique_id {
+                d.settled(uid, zun_compute_rs::rpc::dedup::Settlement::Acked);
+            }
             match r {
                 Ok(Ok(_)) => out.ran_ok += 1,
                 Ok(Err(e)) => {

@@ -72,6 +72,12 @@ impl Publisher {
         props: BasicProperties,
         mandatory: bool,
     ) -> Result<Settled, AmqpError> {
+        // AMQP short strings: a longer name cannot be encoded (and must not reach lapin).
+        for name in [exchange, routing_key] {
+            if name.len() > 255 {
+                return Err(AmqpError::NameTooLong(name.len()));
+            }
+        }
         let ch = self.channel().await?;
         let res = async {
             let confirm = ch
@@ -117,6 +123,9 @@ impl Publisher {
                 Err(e) => e.to_string(),
             };
             if Instant::now() >= deadline {
+                return Err(AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason: retry });
+            }
+            if matches!(outcome, Err(AmqpError::NameTooLong(_))) {
                 return Err(AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason: retry });
             }
             tracing::debug!(reply_q = %to.reply_q, msg_id = %to.msg_id, reason = %retry, "reply not delivered yet, retrying");
