@@ -265,18 +265,26 @@ pub fn call_monitor_period(timeout: Option<&Value>) -> Option<Duration> {
 pub fn sniff_reply_to(body: &[u8]) -> Option<ReplyTo> {
     // A huge body was refused for its size: it is scanned, never parsed.
     if body.len() > SNIFF_MAX_BYTES {
-        let q = scan_string_value(body, b"_reply_q")?;
-        let id = scan_string_value(body, b"_msg_id")?;
-        return Some(ReplyTo { reply_q: q, msg_id: id });
+        return scan_reply_to(body);
     }
     let outer: Value = serde_json::from_slice(body).ok()?;
     let inner = match outer.get("oslo.message").and_then(Value::as_str) {
-        Some(s) => serde_json::from_str::<Value>(s).ok()?,
+        // A whole envelope whose message cannot be parsed (nested too deep, say).
+        Some(s) => match serde_json::from_str::<Value>(s) {
+            Ok(v) => v,
+            Err(_) => return scan_reply_to(s.as_bytes()),
+        },
         None => outer,
     };
     let q = inner.get("_reply_q")?.as_str().filter(|q| !q.is_empty() && q.len() <= MAX_REPLY_QUEUE_BYTES)?;
     let id = inner.get("_msg_id")?.as_str()?;
     Some(ReplyTo { reply_q: q.to_string(), msg_id: id.to_string() })
+}
+
+fn scan_reply_to(body: &[u8]) -> Option<ReplyTo> {
+    let q = scan_string_value(body, b"_reply_q")?;
+    let id = scan_string_value(body, b"_msg_id")?;
+    Some(ReplyTo { reply_q: q, msg_id: id })
 }
 
 const SNIFF_MAX_BYTES: usize = 1 << 20;
