@@ -99,7 +99,8 @@ impl Peer {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let d = tokio::time::timeout(left, self.replies.next()).await.unwrap_or_else(|_| panic!("no reply to {msg_id}")).unwrap().unwrap();
+            let d =
+                tokio::time::timeout(left, self.replies.next()).await.unwrap_or_else(|_| panic!("no reply to {msg_id}")).unwrap().unwrap();
             let outer: Value = serde_json::from_slice(&d.data).unwrap();
             let r: Value = serde_json::from_str(outer["oslo.message"].as_str().unwrap()).unwrap();
             if r["ending"] == true {
@@ -193,7 +194,16 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
     use zun_compute_rs::store::Store;
 
     let vhost = Vhost::new("zunrs-hostile");
-    rabbitmqctl(&["set_policy", "-p", &vhost.name, "--apply-to", "queues", "zun-dlx", "^zun-compute", r#"{"dead-letter-exchange":"zun-dead"}"#]);
+    rabbitmqctl(&[
+        "set_policy",
+        "-p",
+        &vhost.name,
+        "--apply-to",
+        "queues",
+        "zun-dlx",
+        "^zun-compute",
+        r#"{"dead-letter-exchange":"zun-dead"}"#,
+    ]);
     let peer = Peer::new(&vhost.name).await;
     peer.ch
         .exchange_declare(ShortString::from("zun-dead"), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())
@@ -201,14 +211,24 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
         .unwrap();
     peer.ch.queue_declare(ShortString::from("dead"), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
     peer.ch
-        .queue_bind(ShortString::from("dead"), ShortString::from("zun-dead"), ShortString::from(""), QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            ShortString::from("dead"),
+            ShortString::from("zun-dead"),
+            ShortString::from(""),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
 
     let db = TestDb::new();
     let host = unique("hostile-node");
     let dir = tempfile::tempdir().unwrap();
-    let conf = write_conf(dir.path(), "zun.conf", &format!("[DEFAULT]\nhost = {host}\ntransport_url = {}\n[database]\nconnection = {}\n", vhost.url(), db.url));
+    let conf = write_conf(
+        dir.path(),
+        "zun.conf",
+        &format!("[DEFAULT]\nhost = {host}\ntransport_url = {}\n[database]\nconnection = {}\n", vhost.url(), db.url),
+    );
     let settings = Arc::new(Settings::load(&[&conf], Vec::new()).unwrap());
     let store = Arc::new(Store::connect(Some(&db.url), &dir.path().join("unused.sqlite")).await.expect("MariaDB store"));
     let docker = Arc::new(DockerClient::connect(&DockerSettings::default()).expect("docker"));
@@ -237,7 +257,13 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
     }));
     let amqp = Arc::new(AmqpSettings::from_config(&settings).unwrap());
     let publisher = Arc::new(Publisher::new(amqp.clone()));
-    let server = Arc::new(RpcServer::new(amqp, Arc::new(Dispatcher::new(Arc::new(manager))), publisher, metrics.clone(), Arc::new(Health::default())));
+    let server = Arc::new(RpcServer::new(
+        amqp,
+        Arc::new(Dispatcher::new(Arc::new(manager))),
+        publisher,
+        metrics.clone(),
+        Arc::new(Health::default()),
+    ));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(server.run(stop_rx, Duration::from_secs(5), Some(ready_tx)));
@@ -261,7 +287,9 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
     wait_queue(&vhost.name, &q, "the server queue drained", |s| s == (0, 0)).await;
     let text = metrics.encode(&Health::default());
     let line = |method: &str, outcome: &str| {
-        text.lines().find(|l| l.contains(&format!("method=\"{method}\"")) && l.contains(&format!("outcome=\"{outcome}\""))).map(str::to_string)
+        text.lines()
+            .find(|l| l.contains(&format!("method=\"{method}\"")) && l.contains(&format!("outcome=\"{outcome}\"")))
+            .map(str::to_string)
     };
     assert!(line("container_create", "rejected").is_some_and(|l| l.ends_with(" 1")), "{text}");
     assert!(line("container_create", "requeued").is_none(), "never requeued:\n{text}");
@@ -443,7 +471,11 @@ async fn hostile_variety_is_settled_and_answered_where_possible() {
     assert!(w.alive());
     // The copy is dropped, or held until the first one settled and then dropped.
     let log = w.log_text();
-    assert!(log.contains("dropping duplicate message") || log.contains("held copy settled like its first copy unique_id=shared-unique-id settled=Acked"), "{log}");
+    assert!(
+        log.contains("dropping duplicate message")
+            || log.contains("held copy settled like its first copy unique_id=shared-unique-id settled=Acked"),
+        "{log}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -547,7 +579,11 @@ impl PrivateBroker {
         let port = free_port();
         let dist = free_port();
         let node = format!("{}@localhost", unique("zunrs-ct"));
-        std::fs::write(d.join("rabbitmq.conf"), format!("listeners.tcp.default = 127.0.0.1:{port}\nconsumer_timeout = {consumer_timeout_ms}\nloopback_users = none\n")).unwrap();
+        std::fs::write(
+            d.join("rabbitmq.conf"),
+            format!("listeners.tcp.default = 127.0.0.1:{port}\nconsumer_timeout = {consumer_timeout_ms}\nloopback_users = none\n"),
+        )
+        .unwrap();
         std::fs::write(d.join("advanced.config"), "[{rabbit, [{channel_tick_interval, 1000}]}].\n").unwrap();
         std::fs::write(d.join("plugins"), "[].\n").unwrap();
         for sub in ["mnesia", "log"] {
@@ -572,7 +608,11 @@ impl PrivateBroker {
         let b = PrivateBroker { node, port, dir, child };
         let deadline = Instant::now() + Duration::from_secs(90);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "private RabbitMQ did not start:\n{}", std::fs::read_to_string(b.dir.path().join("out")).unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "private RabbitMQ did not start:\n{}",
+                std::fs::read_to_string(b.dir.path().join("out")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         b
