@@ -562,7 +562,7 @@ async fn a_redelivered_copy_of_a_running_operation_survives_a_crash() {
 
 // ---------------------------------------------------------------------------------------
 // 16. Long operations against the broker's consumer_timeout. A RabbitMQ node of the
-// test's own, configured with a 3 s consumer_timeout (checked every second), so the
+// test's own, configured with a 5 s consumer_timeout (checked every second), so the
 // shared broker's configuration is never touched.
 
 struct PrivateBroker {
@@ -639,15 +639,15 @@ impl Drop for PrivateBroker {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_operation_never_makes_the_broker_take_back_other_messages() {
-    let broker = PrivateBroker::start(3000);
-    let w = Worker::start_on(Some(&broker.url()), "", "[compute]\nconsumer_timeout = 3\n");
+    let broker = PrivateBroker::start(5000);
+    let w = Worker::start_on(Some(&broker.url()), "", "[compute]\nconsumer_timeout = 5\n");
     let q = server_queue(&w);
     let mut zun = w.zun();
     let (a, b) = (create_running(&mut zun, &w.host).await, create_running(&mut zun, &w.host).await);
     let cleanup = [a.clone(), b.clone()];
-    // Two slow stops (8 s, past the 3 s consumer_timeout), on two containers.
+    // Two slow stops (9 s, past the 5 s consumer_timeout), on two containers.
     for u in [&a, &b] {
-        zun.cmd_async("rpcapi", json!({"uuid": u, "method": "container_stop", "args": [8], "action": "stop"})).await.unwrap();
+        zun.cmd_async("rpcapi", json!({"uuid": u, "method": "container_stop", "args": [9], "action": "stop"})).await.unwrap();
     }
     let deadline = Instant::now() + WAIT;
     loop {
