@@ -364,7 +364,7 @@ async fn control_characters_from_the_wire_never_reach_the_log_raw() {
     // A call with a forged reply queue name too (its reply cannot be delivered).
     let mut c = probe_call("reply\nFORGED-QUEUE", "m\nFORGED-MSGID");
     c["_timeout"] = json!(1);
-    peer.publish(&q, &envelope(&c), json_props()).await;
+    peer.publish(&q, &envelope(&c), json_props().with_expiration(ShortString::from("1000"))).await;
     assert_serving(&mut peer, &q).await;
     wait_for(WAIT, "the forged request logged", || async { w.log_text().contains("FORGED-REQUEST").then_some(()) }).await;
     let log = w.log_text();
@@ -510,9 +510,14 @@ async fn create_running(zun: &mut ZunClient, host: &str) -> String {
     }
 }
 
-fn remove_containers(uuids: &[String]) {
-    for u in uuids {
-        let _ = Command::new("docker").args(["rm", "-f", &format!("zun-{u}")]).output();
+/// Removes the test's Docker containers when dropped, whether the test passed or not.
+struct Cleanup(Vec<String>);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        for u in &self.0 {
+            let _ = Command::new("docker").args(["rm", "-f", &format!("zun-{u}")]).output();
+        }
     }
 }
 
@@ -541,7 +546,7 @@ async fn a_redelivered_copy_of_a_running_operation_survives_a_crash() {
     let q = server_queue(&w);
     let mut zun = w.zun();
     let uuid = create_running(&mut zun, &w.host).await;
-    let cleanup = [uuid.clone()];
+    let _cleanup = Cleanup(vec![uuid.clone()]);
     // A stop that takes 30 s (PID 1 ignores SIGTERM).
     zun.cmd_async("rpcapi", json!({"uuid": uuid, "method": "container_stop", "args": [30], "action": "stop"})).await.unwrap();
     wait_queue(&w.vhost.name, &q, "the stop in hand", |s| s == (0, 1)).await;
@@ -557,7 +562,6 @@ async fn a_redelivered_copy_of_a_running_operation_survives_a_crash() {
     w.kill();
     let stats = wait_queue(&w.vhost.name, &q, "the stop back in the queue", |(ready, _)| ready == 1).await;
     assert_eq!(stats, (1, 0));
-    remove_containers(&cleanup);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -644,7 +648,7 @@ async fn a_slow_operation_never_makes_the_broker_take_back_other_messages() {
     let q = server_queue(&w);
     let mut zun = w.zun();
     let (a, b) = (create_running(&mut zun, &w.host).await, create_running(&mut zun, &w.host).await);
-    let cleanup = [a.clone(), b.clone()];
+    let _cleanup = Cleanup(vec![a.clone(), b.clone()]);
     // Two slow stops (9 s, past the 5 s consumer_timeout), on two containers.
     for u in [&a, &b] {
         zun.cmd_async("rpcapi", json!({"uuid": u, "method": "container_stop", "args": [9], "action": "stop"})).await.unwrap();
@@ -667,5 +671,4 @@ async fn a_slow_operation_never_makes_the_broker_take_back_other_messages() {
     assert!(log.matches("acknowledged before the broker's consumer_timeout").count() >= 2, "{log}");
     drop(zun);
     drop(w);
-    remove_containers(&cleanup);
 }
