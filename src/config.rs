@@ -307,9 +307,7 @@ impl Settings {
         }
         for (k, v) in env {
             if let Some((section, key)) = env_key(&k) {
-                builder = builder
-                    .set_override(format!("{section}.{key}"), v)
-                    .map_err(|e| ConfigError::Other(e.to_string()))?;
+                builder = builder.set_override(format!("{section}.{key}"), v).map_err(|e| ConfigError::Other(e.to_string()))?;
             }
         }
         let cfg = builder.build().map_err(config_error)?;
@@ -345,9 +343,11 @@ impl Settings {
                         let shown = match v {
                             serde_json::Value::Null => continue,
                             serde_json::Value::String(s) => mask_value(k, s),
-                            serde_json::Value::Array(a) => {
-                                a.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(",")
-                            }
+                            serde_json::Value::Array(a) => a
+                                .iter()
+                                .map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(","),
                             other => other.to_string(),
                         };
                         out.push_str(&format!("{k} = {shown}\n"));
@@ -471,7 +471,8 @@ mod tests {
     fn later_files_and_env_override() {
         let a = write("[DEFAULT]\nhost = a\nperiodic_interval_max = 30\n[database]\nconnection = mysql+pymysql://zun:secret@127.0.0.1/zun?charset=utf8\n");
         let b = write("[DEFAULT]\nhost = b\n[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = notifications,extra\n");
-        let s = Settings::load(&[a.path(), b.path()], vec![("ZUN_OSLO_MESSAGING_RABBIT__AMQP_DURABLE_QUEUES".into(), "true".into())]).unwrap();
+        let s =
+            Settings::load(&[a.path(), b.path()], vec![("ZUN_OSLO_MESSAGING_RABBIT__AMQP_DURABLE_QUEUES".into(), "true".into())]).unwrap();
         assert_eq!(s.default.host, "b");
         assert_eq!(s.default.periodic_interval_max, 30);
         assert!(s.oslo_messaging_rabbit.amqp_durable_queues);
@@ -557,7 +558,11 @@ host_shared_with_nova = False
         let a = write("[DEFAULT]\nhost = from-file\n[compute]\nmax_concurrent_operations = 4\n");
         let s = Settings::load(
             &[a.path()],
-            vec![("ZUN_DEFAULT__HOST".into(), "from-env".into()), ("ZUN_COMPUTE__MAX_CONCURRENT_OPERATIONS".into(), "9".into()), ("HOME".into(), "/root".into())],
+            vec![
+                ("ZUN_DEFAULT__HOST".into(), "from-env".into()),
+                ("ZUN_COMPUTE__MAX_CONCURRENT_OPERATIONS".into(), "9".into()),
+                ("HOME".into(), "/root".into()),
+            ],
         )
         .unwrap();
         assert_eq!(s.default.host, "from-env");
@@ -572,10 +577,7 @@ host_shared_with_nova = False
 
     #[test]
     fn masks_multi_host_urls() {
-        assert_eq!(
-            mask_url_password("rabbit://u:p1@h1:5672,u:p2@h2:5672/vh"),
-            "rabbit://u:***@h1:5672,u:***@h2:5672/vh"
-        );
+        assert_eq!(mask_url_password("rabbit://u:p1@h1:5672,u:p2@h2:5672/vh"), "rabbit://u:***@h1:5672,u:***@h2:5672/vh");
         assert_eq!(mask_value("default_registry_password", "x"), "***");
     }
 }

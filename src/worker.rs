@@ -177,7 +177,8 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     }
     recovery::recover(&svc, &manager).await;
     tokio::spawn(periodic::probe_health(svc.clone(), health.clone(), Duration::from_secs(2), stop.clone()));
-    let periodic_task = tokio::spawn(periodic::run(svc.clone(), manager.clone(), health.clone(), settings.periodic_interval(), stop.clone()));
+    let periodic_task =
+        tokio::spawn(periodic::run(svc.clone(), manager.clone(), health.clone(), settings.periodic_interval(), stop.clone()));
     let events_task = (settings.default.sync_container_state_interval >= 0)
         .then(|| tokio::spawn(periodic::follow_docker_events(svc.clone(), manager.clone(), stop.clone())));
 

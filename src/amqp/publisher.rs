@@ -16,7 +16,10 @@ use tokio::sync::Mutex;
 pub enum Settled {
     Acked,
     /// Basic.Return, e.g. 312 NO_ROUTE when the reply queue is gone.
-    Returned { code: u16, text: String },
+    Returned {
+        code: u16,
+        text: String,
+    },
     Nacked,
 }
 
@@ -153,7 +156,12 @@ impl Publisher {
             .await?;
             ch.queue_declare(
                 ShortString::from(queue.name.as_str()),
-                QueueDeclareOptions { durable: queue.durable, auto_delete: queue.auto_delete, exclusive: queue.exclusive, ..Default::default() },
+                QueueDeclareOptions {
+                    durable: queue.durable,
+                    auto_delete: queue.auto_delete,
+                    exclusive: queue.exclusive,
+                    ..Default::default()
+                },
                 super::field_table(&queue.arguments),
             )
             .await?;

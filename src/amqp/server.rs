@@ -12,13 +12,13 @@ use crate::oslo;
 use crate::rpc::dedup::Settlement;
 use crate::rpc::{Dispatcher, Disposition, ReplyTo, RpcError, Running};
 use futures_util::StreamExt;
-use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::Acker;
 use lapin::{Channel, ExchangeKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -160,7 +160,10 @@ impl RpcServer {
         }
         let drained = self.in_flight.wait_idle(Instant::now() + drain).await;
         if !drained {
-            tracing::warn!(left = self.in_flight.count.load(Ordering::SeqCst), "drain time over; unacknowledged deliveries return to their queues");
+            tracing::warn!(
+                left = self.in_flight.count.load(Ordering::SeqCst),
+                "drain time over; unacknowledged deliveries return to their queues"
+            );
         }
         let _ = ch.queue_delete(ShortString::from(self.fanout_queue.as_str()), QueueDeleteOptions::default()).await;
         let _ = conn.close(200, ShortString::from("zun-compute-rs stopping")).await;
@@ -190,7 +193,12 @@ impl RpcServer {
                 Declaration::Queue(q) => {
                     ch.queue_declare(
                         ShortString::from(q.name.as_str()),
-                        QueueDeclareOptions { durable: q.durable, auto_delete: q.auto_delete, exclusive: q.exclusive, ..Default::default() },
+                        QueueDeclareOptions {
+                            durable: q.durable,
+                            auto_delete: q.auto_delete,
+                            exclusive: q.exclusive,
+                            ..Default::default()
+                        },
                         field_table(&q.arguments),
                     )
                     .await?;
@@ -242,9 +250,17 @@ impl RpcServer {
             // an acker already used is a no-op), so it can never pile up unacknowledged.
             use futures_util::FutureExt;
             let spare = acker.clone();
-            let settled = std::panic::AssertUnwindSafe(settle(disposition, acker, publisher, metrics.clone(), dispatcher.clone(), reply_budget, early_ack))
-                .catch_unwind()
-                .await;
+            let settled = std::panic::AssertUnwindSafe(settle(
+                disposition,
+                acker,
+                publisher,
+                metrics.clone(),
+                dispatcher.clone(),
+                reply_budget,
+                early_ack,
+            ))
+            .catch_unwind()
+            .await;
             if settled.is_err() {
                 tracing::error!("panic while settling a delivery; rejecting it as poison");
                 metrics.message(crate::rpc::UNKNOWN_METHOD, "rejected");

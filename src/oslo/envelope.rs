@@ -116,11 +116,7 @@ pub struct BodyMeta {
 impl BodyMeta {
     /// The properties oslo puts on every message it publishes (uncompressed).
     pub fn oslo_default() -> Self {
-        BodyMeta {
-            content_type: Some(CONTENT_TYPE_JSON.into()),
-            content_encoding: Some(CONTENT_ENCODING_UTF8.into()),
-            compression: None,
-        }
+        BodyMeta { content_type: Some(CONTENT_TYPE_JSON.into()), content_encoding: Some(CONTENT_ENCODING_UTF8.into()), compression: None }
     }
 }
 
@@ -204,11 +200,19 @@ fn decompress(compression: &str, body: &[u8], max: u64) -> Result<Option<Vec<u8>
                 Err(_) => Ok(None),
             }
         }
-        "application/x-bz2" | "bzip2" | "bzip" | "application/x-lzma" | "lzma" | "xz" | "application/x-brotli"
-        | "brotli" | "application/zstd" | "zstd" | "zstandard" => Err(CodecError::Compression {
-            compression: compression.into(),
-            detail: "codec not supported by this implementation".into(),
-        }),
+        "application/x-bz2"
+        | "bzip2"
+        | "bzip"
+        | "application/x-lzma"
+        | "lzma"
+        | "xz"
+        | "application/x-brotli"
+        | "brotli"
+        | "application/zstd"
+        | "zstd"
+        | "zstandard" => {
+            Err(CodecError::Compression { compression: compression.into(), detail: "codec not supported by this implementation".into() })
+        }
         // kombu raises on an unknown codec, records the error and keeps the raw body.
         _ => Ok(None),
     }
@@ -351,7 +355,10 @@ mod tests {
         assert_eq!(decode_body(&BodyMeta::default(), b"").unwrap(), Map::new());
         assert_eq!(decode_body(&meta, b"\"\"").unwrap(), Map::new());
         assert_eq!(decode_body(&meta, b"[]").unwrap(), Map::new());
-        assert_eq!(decode_body(&meta, br#"[["a", 1], "bc"]"#).unwrap(), serde_json::from_str::<Map<String, Value>>(r#"{"a":1,"b":"c"}"#).unwrap());
+        assert_eq!(
+            decode_body(&meta, br#"[["a", 1], "bc"]"#).unwrap(),
+            serde_json::from_str::<Map<String, Value>>(r#"{"a":1,"b":"c"}"#).unwrap()
+        );
         assert!(decode_body(&meta, b"5").is_err());
         assert!(decode_body(&meta, b"[1]").is_err());
         assert!(decode_body(&meta, br#"{"oslo.version": "2.0", "oslo.message": "5"}"#).is_err());

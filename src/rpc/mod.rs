@@ -183,24 +183,16 @@ impl Dispatcher {
         let method = match &msg.method {
             Some(Value::String(s)) => s.clone(),
             // oslo does getattr(endpoint, None): TypeError
-            None | Some(Value::Null) => {
-                return Err(RpcError::builtin("TypeError", "attribute name must be string, not 'NoneType'"))
-            }
+            None | Some(Value::Null) => return Err(RpcError::builtin("TypeError", "attribute name must be string, not 'NoneType'")),
             Some(other) => {
-                return Err(RpcError::builtin(
-                    "TypeError",
-                    &format!("attribute name must be string, not '{}'", py_type_name(other)),
-                ))
+                return Err(RpcError::builtin("TypeError", &format!("attribute name must be string, not '{}'", py_type_name(other))))
             }
         };
         let version = match &msg.version {
             None | Some(Value::Null) => "1.0".to_string(),
             Some(Value::String(s)) => s.clone(),
             Some(other) => {
-                return Err(RpcError::builtin(
-                    "AttributeError",
-                    &format!("'{}' object has no attribute 'split'", py_type_name(other)),
-                ))
+                return Err(RpcError::builtin("AttributeError", &format!("'{}' object has no attribute 'split'", py_type_name(other))))
             }
         };
         // zun's endpoint has no namespace: any namespace is a mismatch, reported as a version error.
@@ -216,10 +208,7 @@ impl Dispatcher {
             Value::Object(m) => m,
             Value::Null => Map::new(),
             other => {
-                return Err(RpcError::builtin(
-                    "AttributeError",
-                    &format!("'{}' object has no attribute 'items'", py_type_name(&other)),
-                ))
+                return Err(RpcError::builtin("AttributeError", &format!("'{}' object has no attribute 'items'", py_type_name(&other))))
             }
         };
         check_objects(&Value::Object(args.clone()))?;
