@@ -39,78 +39,26 @@ pub enum Mode {
 pub fn method_mode(method: &str) -> Option<Mode> {
     use Mode::*;
     Some(match method {
-        "container_create"
-        | "container_delete"
-        | "container_start"
-        | "container_stop"
-        | "container_reboot"
-        | "container_rebuild"
-        | "container_pause"
-        | "container_unpause"
-        | "container_kill"
-        | "resize_container"
-        | "add_security_group"
-        | "remove_security_group"
-        | "network_attach"
-        | "network_detach"
-        | "capsule_create" => Locked,
-        "container_show"
-        | "container_logs"
-        | "container_exec"
-        | "container_exec_resize"
-        | "container_update"
-        | "container_attach"
-        | "container_resize"
-        | "container_top"
-        | "container_get_archive"
-        | "container_put_archive"
-        | "container_stats"
-        | "container_commit"
-        | "image_pull"
-        | "image_delete"
-        | "image_search"
-        | "network_create"
-        | "network_delete"
-        | "capsule_delete" => Inline,
+        "container_create" | "container_delete" | "container_start" | "container_stop" | "container_reboot"
+        | "container_rebuild" | "container_pause" | "container_unpause" | "container_kill" | "resize_container"
+        | "add_security_group" | "remove_security_group" | "network_attach" | "network_detach" | "capsule_create" => Locked,
+        "container_show" | "container_logs" | "container_exec" | "container_exec_resize" | "container_update"
+        | "container_attach" | "container_resize" | "container_top" | "container_get_archive"
+        | "container_put_archive" | "container_stats" | "container_commit" | "image_pull" | "image_delete"
+        | "image_search" | "network_create" | "network_delete" | "capsule_delete" => Inline,
         _ => return None,
     })
 }
 
 /// Every method name [`method_mode`] knows, as the closed set of metrics labels.
 pub const METHODS: &[&str] = &[
-    "container_create",
-    "container_delete",
-    "container_start",
-    "container_stop",
-    "container_reboot",
-    "container_rebuild",
-    "container_pause",
-    "container_unpause",
-    "container_kill",
-    "resize_container",
-    "add_security_group",
-    "remove_security_group",
-    "network_attach",
-    "network_detach",
-    "capsule_create",
-    "container_show",
-    "container_logs",
-    "container_exec",
-    "container_exec_resize",
-    "container_update",
-    "container_attach",
-    "container_resize",
-    "container_top",
-    "container_get_archive",
-    "container_put_archive",
-    "container_stats",
-    "container_commit",
-    "image_pull",
-    "image_delete",
-    "image_search",
-    "network_create",
-    "network_delete",
-    "capsule_delete",
+    "container_create", "container_delete", "container_start", "container_stop", "container_reboot",
+    "container_rebuild", "container_pause", "container_unpause", "container_kill", "resize_container",
+    "add_security_group", "remove_security_group", "network_attach", "network_detach", "capsule_create",
+    "container_show", "container_logs", "container_exec", "container_exec_resize", "container_update",
+    "container_attach", "container_resize", "container_top", "container_get_archive", "container_put_archive",
+    "container_stats", "container_commit", "image_pull", "image_delete", "image_search", "network_create",
+    "network_delete", "capsule_delete",
 ];
 
 /// A test's fault injection: called inside the executor before a locked operation runs.
@@ -154,9 +102,10 @@ fn target_uuid(args: &serde_json::Map<String, Value>) -> Result<String, RpcError
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| RpcError::invalid("the container object has no uuid")),
-        Some(other) => {
-            Err(RpcError::builtin("AttributeError", &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(other))))
-        }
+        Some(other) => Err(RpcError::builtin(
+            "AttributeError",
+            &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(other)),
+        )),
         None => Err(RpcError::builtin("TypeError", "missing required argument: 'container'")),
     }
 }
@@ -216,39 +165,13 @@ mod tests {
     #[test]
     fn every_rpcapi_method_has_a_mode() {
         for m in [
-            "container_create",
-            "container_delete",
-            "container_show",
-            "container_rebuild",
-            "container_reboot",
-            "container_stop",
-            "container_start",
-            "container_pause",
-            "container_unpause",
-            "container_logs",
-            "container_exec",
-            "container_exec_resize",
-            "container_kill",
-            "container_update",
-            "resize_container",
-            "container_attach",
-            "container_resize",
-            "container_top",
-            "container_get_archive",
-            "container_put_archive",
-            "container_stats",
-            "container_commit",
-            "add_security_group",
-            "remove_security_group",
-            "image_delete",
-            "image_pull",
-            "image_search",
-            "capsule_create",
-            "capsule_delete",
-            "network_detach",
-            "network_attach",
-            "network_create",
-            "network_delete",
+            "container_create", "container_delete", "container_show", "container_rebuild", "container_reboot",
+            "container_stop", "container_start", "container_pause", "container_unpause", "container_logs",
+            "container_exec", "container_exec_resize", "container_kill", "container_update", "resize_container",
+            "container_attach", "container_resize", "container_top", "container_get_archive", "container_put_archive",
+            "container_stats", "container_commit", "add_security_group", "remove_security_group", "image_delete",
+            "image_pull", "image_search", "capsule_create", "capsule_delete", "network_detach", "network_attach",
+            "network_create", "network_delete",
         ] {
             assert!(method_mode(m).is_some(), "{m}");
         }
@@ -267,13 +190,13 @@ mod tests {
     #[test]
     fn target_uuid_reads_the_object_or_fails_like_python() {
         let mut args = serde_json::Map::new();
-        args.insert(
-            "container".into(),
-            json!({"zun_object.name": "Container", "zun_object.namespace": "zun",
-            "zun_object.version": "1.44", "zun_object.data": {"uuid": "u-1"}}),
-        );
+        args.insert("container".into(), json!({"zun_object.name": "Container", "zun_object.namespace": "zun",
+            "zun_object.version": "1.44", "zun_object.data": {"uuid": "u-1"}}));
         assert_eq!(target_uuid(&args).unwrap(), "u-1");
         args.insert("container".into(), json!({"uuid": "u-1"}));
-        assert_eq!(target_uuid(&args).unwrap_err(), RpcError::builtin("AttributeError", "'dict' object has no attribute 'uuid'"));
+        assert_eq!(
+            target_uuid(&args).unwrap_err(),
+            RpcError::builtin("AttributeError", "'dict' object has no attribute 'uuid'")
+        );
     }
 }
