@@ -16,7 +16,10 @@ use tokio::sync::Mutex;
 pub enum Settled {
     Acked,
     /// Basic.Return, e.g. 312 NO_ROUTE when the reply queue is gone.
-    Returned { code: u16, text: String },
+    Returned {
+        code: u16,
+        text: String,
+    },
     Nacked,
 }
 
@@ -72,6 +75,12 @@ impl Publisher {
         props: BasicProperties,
         mandatory: bool,
     ) -> Result<Settled, AmqpError> {
+        // AMQP short strings: a longer name cannot be encoded (and must not reach lapin).
+        for name in [exchange, routing_key] {
+            if name.len() > 255 {
+                return Err(AmqpError::NameTooLong(name.len()));
+            }
+        }
         let ch = self.channel().await?;
         let res = async {
             let confirm = ch
@@ -109,23 +118,26 @@ impl Publisher {
     pub async fn send_reply(&self, to: &ReplyTo, reply: &oslo::Reply, deadline: Instant) -> Result<(), AmqpError> {
         use backon::Retryable;
         let body = oslo::encode_envelope(&reply.to_map());
+        // (why not delivered, whether another attempt can help)
         let attempt = || async {
             match self.publish("", &to.reply_q, &body, oslo_properties(None), true).await {
                 Ok(Settled::Acked) => Ok(()),
-                Ok(Settled::Returned { code, text }) => Err(format!("returned {code} {text}")),
-                Ok(Settled::Nacked) => Err("nacked".to_string()),
-                Err(e) => Err(e.to_string()),
+                Ok(Settled::Returned { code, text }) => Err((format!("returned {code} {text}"), true)),
+                Ok(Settled::Nacked) => Err(("nacked".to_string(), true)),
+                // A name AMQP cannot carry never becomes deliverable.
+                Err(e @ AmqpError::NameTooLong(_)) => Err((e.to_string(), false)),
+                Err(e) => Err((e.to_string(), true)),
             }
         };
         let every_quarter_second = backon::ConstantBuilder::default().with_delay(Duration::from_millis(250)).without_max_times();
         attempt
             .retry(every_quarter_second)
-            .when(|_| Instant::now() < deadline)
-            .notify(|reason, _| {
+            .when(|(_, retryable)| *retryable && Instant::now() < deadline)
+            .notify(|(reason, _), _| {
                 tracing::debug!(reply_q = %to.reply_q, msg_id = %to.msg_id, reason = %reason, "reply not delivered yet, retrying")
             })
             .await
-            .map_err(|reason| AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason })
+            .map_err(|(reason, _)| AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason })
     }
 
     /// Declares a notification queue `<topic>.<priority>` bound on the control exchange,
@@ -148,7 +160,12 @@ impl Publisher {
             .await?;
             ch.queue_declare(
                 ShortString::from(queue.name.as_str()),
-                QueueDeclareOptions { durable: queue.durable, auto_delete: queue.auto_delete, exclusive: queue.exclusive, ..Default::default() },
+                QueueDeclareOptions {
+                    durable: queue.durable,
+                    auto_delete: queue.auto_delete,
+                    exclusive: queue.exclusive,
+                    ..Default::default()
+                },
                 super::field_table(&queue.arguments),
             )
             .await?;
