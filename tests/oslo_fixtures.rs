@@ -251,7 +251,7 @@ async fn server_tolerance_failures_match_ours() {
             }
             Disposition::Reject { failure: Some(f), .. } => f,
             Disposition::Reject { error, failure: None, .. } => panic!("{name}: rejected without a reply: {error}"),
-            Disposition::Duplicate { .. } => panic!("{name}: taken for a duplicate"),
+            Disposition::Duplicate { .. } | Disposition::Held { .. } => panic!("{name}: taken for a duplicate"),
         };
         assert_eq!(ours.class, want["class"], "{name}");
         assert_eq!(ours.module, want["module"], "{name}");
