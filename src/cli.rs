@@ -208,7 +208,7 @@ pub async fn cast(settings: &Settings, args: CastArgs) -> Result<(), crate::work
         }
         CastOp::Delete { uuid } => {
             let mut c = store.container_get(&uuid).await.map_err(|e| fail(&e))?.ok_or_else(|| CliError::Failed(format!("no container {uuid}")))?;
-            c.set("status", json!("Deleting"));
+            c.set_status(crate::oslo::Status::Deleting, None);
             let mut a = Map::new();
             a.insert("container".into(), c.to_primitive().to_value());
             a.insert("force".into(), json!(true));

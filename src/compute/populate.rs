@@ -18,21 +18,22 @@
 //! (`"Exited(0) None ago "`), as Python's `format` does.
 
 use crate::oslo::object::Container;
+use crate::oslo::Status;
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::Value;
 
-pub const ERROR: &str = "Error";
-pub const RUNNING: &str = "Running";
-pub const STOPPED: &str = "Stopped";
-pub const PAUSED: &str = "Paused";
-pub const UNKNOWN: &str = "Unknown";
-pub const CREATING: &str = "Creating";
-pub const CREATED: &str = "Created";
-pub const DELETED: &str = "Deleted";
-pub const DELETING: &str = "Deleting";
-pub const REBUILDING: &str = "Rebuilding";
-pub const DEAD: &str = "Dead";
-pub const RESTARTING: &str = "Restarting";
+pub const ERROR: &str = Status::Error.as_str();
+pub const RUNNING: &str = Status::Running.as_str();
+pub const STOPPED: &str = Status::Stopped.as_str();
+pub const PAUSED: &str = Status::Paused.as_str();
+pub const UNKNOWN: &str = Status::Unknown.as_str();
+pub const CREATING: &str = Status::Creating.as_str();
+pub const CREATED: &str = Status::Created.as_str();
+pub const DELETED: &str = Status::Deleted.as_str();
+pub const DELETING: &str = Status::Deleting.as_str();
+pub const REBUILDING: &str = Status::Rebuilding.as_str();
+pub const DEAD: &str = Status::Dead.as_str();
+pub const RESTARTING: &str = Status::Restarting.as_str();
 
 /// zun's `CONTAINER_STATUSES` (master).
 pub const CONTAINER_STATUSES: [&str; 12] =

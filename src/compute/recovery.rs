@@ -3,8 +3,9 @@
 //! reason, and Docker containers named `zun-*` that the store does not know are
 //! reported (and removed when `[compute] remove_orphans` is set).
 use super::{Manager, Services};
+use crate::oslo::{Status, TaskState};
 use crate::periodic::submit_internal;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashSet;
 
 /// What recovery did, for the log and the tests.
@@ -16,7 +17,14 @@ pub struct Report {
     pub orphans_removed: Vec<String>,
 }
 
-const CREATE_TASKS: &[&str] = &["container_creating", "image_pulling", "network_attaching", "network_detaching", "sg_adding", "sg_removing"];
+const CREATE_TASKS: &[TaskState] = &[
+    TaskState::ContainerCreating,
+    TaskState::ImagePulling,
+    TaskState::NetworkAttaching,
+    TaskState::NetworkDetaching,
+    TaskState::SgAdding,
+    TaskState::SgRemoving,
+];
 
 pub async fn recover(svc: &Services, manager: &Manager) -> Report {
     let mut report = Report::default();
@@ -33,10 +41,9 @@ pub async fn recover(svc: &Services, manager: &Manager) -> Report {
         known.insert(uuid.clone());
         let status = c.get_str("status").unwrap_or_default().to_string();
         let task = c.get_str("task_state").map(str::to_string);
-        if status == "Creating" || task.as_deref().is_some_and(|t| CREATE_TASKS.contains(&t)) {
-            c.set("status", json!("Error"));
-            c.set("status_reason", json!("Container failed to create correctly"));
-            c.set("task_state", Value::Null);
+        if status == Status::Creating.as_str() || task.as_deref().and_then(TaskState::from_wire).is_some_and(|t| CREATE_TASKS.contains(&t)) {
+            c.set_status(Status::Error, Some("Container failed to create correctly"));
+            c.set_task_state(None);
             if let Err(e) = svc.store.container_update(&mut c).await {
                 tracing::warn!(container = %uuid, error = %e, "recovery: save failed");
             }
@@ -55,7 +62,7 @@ pub async fn recover(svc: &Services, manager: &Manager) -> Report {
         };
         if let Some((method, extra)) = resume {
             // The interrupted task no longer owns the container.
-            c.set("task_state", Value::Null);
+            c.set_task_state(None);
             let _ = svc.store.container_update(&mut c).await;
             submit_internal(manager, method, &c, extra);
             report.resumed.push((uuid, method.to_string()));

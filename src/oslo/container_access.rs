@@ -7,7 +7,7 @@
 //! for the object's version (e.g. `command` as a string before 1.33) and mark the
 //! field changed.
 use crate::oslo::container_fields::{parse_isotime, py_float};
-use crate::oslo::container_types::{shlex_join, shlex_split, ContainerStatus, Cpuset, Healthcheck, RestartPolicy, TaskState};
+use crate::oslo::container_types::{shlex_join, shlex_split, Cpuset, Healthcheck, RestartPolicy, Status, TaskState};
 use crate::oslo::object::{Container, ObjectPrimitive};
 use crate::oslo::pyjson;
 use chrono::NaiveDateTime;
@@ -170,12 +170,20 @@ impl Container {
     // ---- state ----
 
     /// `status`; `None` when unset, null or not a valid status.
-    pub fn status(&self) -> Option<ContainerStatus> {
-        ContainerStatus::from_wire(&self.get_string("status")?)
+    pub fn status(&self) -> Option<Status> {
+        Status::from_wire(&self.get_string("status")?)
     }
 
-    pub fn set_status(&mut self, status: ContainerStatus) {
+    /// A status transition, in one call: the status and its reason. `None` clears the
+    /// reason, so a reason never outlives the status it explained.
+    pub fn set_status(&mut self, status: Status, reason: Option<&str>) {
         self.set("status", Value::String(status.as_str().into()));
+        self.set("status_reason", opt_str(reason.map(str::to_string)));
+    }
+
+    /// Whether the status is `status` (an unknown or missing wire value is not).
+    pub fn status_is(&self, status: Status) -> bool {
+        self.get_str("status") == Some(status.as_str())
     }
 
     pub fn task_state(&self) -> Option<TaskState> {
@@ -468,18 +476,23 @@ mod tests {
         assert_eq!(c.memory(), Some(512));
         assert_eq!(c.cpu(), Some(0.5));
         assert_eq!(c.command().unwrap(), ["sh", "-c", "x"]);
-        assert_eq!(c.status(), Some(ContainerStatus::Running));
+        assert_eq!(c.status(), Some(Status::Running));
         assert_eq!(c.restart_policy().unwrap().max_retry, 3);
         assert!(c.healthcheck().is_none());
         assert_eq!(c.exposed_ports(), Some(json!({"80/tcp": {}})));
         assert_eq!(c.ports(), Some(vec![80]));
         assert!(c.changes.is_empty());
-        c.set_status(ContainerStatus::Stopped);
+        c.set_status(Status::Stopped, None);
         c.set_task_state(None);
         let t = NaiveDateTime::parse_from_str("2024-05-17T09:30:12.345678", "%Y-%m-%dT%H:%M:%S%.f").unwrap();
         c.set_started_at(Some(t));
         assert_eq!(c.get("started_at"), Some(&json!("2024-05-17T09:30:12Z")));
-        assert_eq!(c.to_primitive().changes, ["status", "task_state", "started_at"].map(String::from).to_vec());
+        // A transition writes its reason too (cleared here), so no stale reason survives it.
+        assert_eq!(c.get("status_reason"), Some(&Value::Null));
+        assert_eq!(c.to_primitive().changes, ["status", "status_reason", "task_state", "started_at"].map(String::from).to_vec());
+        c.set_status(Status::Error, Some("boom"));
+        assert!(c.status_is(Status::Error) && !c.status_is(Status::Running));
+        assert_eq!(c.get("status_reason"), Some(&json!("boom")));
         c.set_healthcheck(Some(&Healthcheck { test: json!("true"), interval: 5.0, timeout: 1.5, retries: 2 }));
         assert_eq!(c.get("healthcheck"), Some(&json!("{\"test\": \"true\", \"interval\": 5, \"timeout\": 1.5, \"retries\": 2}")));
     }

@@ -27,7 +27,7 @@ pub enum FieldType {
     Bool,
     /// `UUIDField`: any value is accepted (oslo only warns).
     Uuid,
-    /// `ContainerStatusField`: one of [`crate::oslo::ContainerStatus`].
+    /// `ContainerStatusField`: one of [`crate::oslo::Status`].
     Status,
     /// `TaskStateField`: one of [`crate::oslo::TaskState`].
     TaskState,
@@ -173,7 +173,7 @@ pub fn check_value(ty: FieldType, attr: &str, v: &Value) -> Result<(), String> {
     let tn = py_type_name(v);
     match ty {
         T::Str => check_str(attr, v),
-        T::Status => check_enum(v, crate::oslo::ContainerStatus::is_valid),
+        T::Status => check_enum(v, crate::oslo::Status::is_valid),
         T::TaskState => check_enum(v, crate::oslo::TaskState::is_valid),
         T::Int => check_int(v),
         T::Float => match v {

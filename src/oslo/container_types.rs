@@ -16,7 +16,7 @@ macro_rules! wire_enum {
             /// Every wire value.
             pub const ALL: &'static [$name] = &[$($name::$var),*];
 
-            pub fn as_str(&self) -> &'static str {
+            pub const fn as_str(&self) -> &'static str {
                 match self { $($name::$var => $s),* }
             }
 
@@ -40,7 +40,7 @@ macro_rules! wire_enum {
 
 wire_enum! {
     /// `consts.CONTAINER_STATUSES` (queens lacks Rebuilding, Dead, Restarting).
-    ContainerStatus {
+    Status {
         Error => "Error",
         Running => "Running",
         Stopped => "Stopped",
@@ -80,6 +80,9 @@ wire_enum! {
         ContainerRemovingSg => "container_removing_sg",
     }
 }
+
+/// The old name of [`Status`].
+pub type ContainerStatus = Status;
 
 /// `restart_policy`: `{"Name": "on-failure", "MaximumRetryCount": "3"}` (a dict of
 /// strings on the wire).
@@ -245,8 +248,8 @@ mod tests {
 
     #[test]
     fn enums() {
-        assert_eq!(ContainerStatus::from_wire("Running"), Some(ContainerStatus::Running));
-        assert_eq!(ContainerStatus::Restarting.to_string(), "Restarting");
+        assert_eq!(Status::from_wire("Running"), Some(Status::Running));
+        assert_eq!(Status::Restarting.to_string(), "Restarting");
         assert!(TaskState::is_valid("sandbox_creating"));
         assert!(!TaskState::is_valid("flying"));
     }

@@ -26,7 +26,7 @@ pub mod pyjson;
 pub mod topology;
 pub mod version;
 
-pub use container_types::{ContainerStatus, Cpuset, Healthcheck, RestartPolicy, TaskState};
+pub use container_types::{ContainerStatus, Cpuset, Healthcheck, RestartPolicy, Status, TaskState};
 pub use context::RequestContext;
 pub use envelope::{decode_body, decode_body_limited, encode_envelope, BodyMeta, Limits};
 pub use error::{CodecError, Layer};

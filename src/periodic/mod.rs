@@ -13,7 +13,7 @@ pub mod inventory;
 
 use crate::admin::Health;
 use crate::compute::{populate, Manager, Services};
-use crate::oslo::{Container, RequestContext};
+use crate::oslo::{Container, RequestContext, Status};
 use crate::rpc::{Endpoint, Request};
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
@@ -94,10 +94,9 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
                     _ => continue,
                 }
                 if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
-                    c.set("status", json!("Deleted"));
-                } else if status != "Error" {
-                    c.set("status", json!("Error"));
-                    c.set("status_reason", json!(format!("No such container: {id} in docker")));
+                    c.set_status(Status::Deleted, None);
+                } else if status != Status::Error.as_str() {
+                    c.set_status(Status::Error, Some(&format!("No such container: {id} in docker")));
                 }
             }
         }
@@ -115,7 +114,7 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
 pub async fn reap_auto_removed(svc: &Services, manager: &Manager) {
     let Ok(rows) = svc.store.containers_by_host(&svc.host).await else { return };
     for c in rows {
-        let reap = c.get_str("status") == Some("Deleted")
+        let reap = c.status_is(Status::Deleted)
             && c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false)
             && c.get_str("task_state").is_none();
         if reap {
@@ -263,10 +262,9 @@ async fn sync_one_container(svc: &Services, manager: &Manager, uuid: &str, docke
     }
     if action == "destroy" {
         if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
-            c.set("status", json!("Deleted"));
-        } else if status != "Error" {
-            c.set("status", json!("Error"));
-            c.set("status_reason", json!(format!("No such container: {docker_id} in docker")));
+            c.set_status(Status::Deleted, None);
+        } else if status != Status::Error.as_str() {
+            c.set_status(Status::Error, Some(&format!("No such container: {docker_id} in docker")));
         }
     } else {
         match svc.docker.inspect(docker_id).await {

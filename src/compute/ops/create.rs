@@ -12,7 +12,7 @@ use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions};
 use crate::compute::populate;
 use crate::docker::RegistryCredentials;
-use crate::oslo::Container;
+use crate::oslo::{Container, Status, TaskState};
 use crate::rpc::{MethodResult, RpcError};
 use serde_json::{json, Map, Value};
 
@@ -68,7 +68,7 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
     op.event_finish(uuid, "compute__do_container_create", &created).await;
     created?;
     // An adopted container may be running already (the first attempt started it).
-    if run && c.get_str("status") != Some("Running") {
+    if run && !c.status_is(Status::Running) {
         lifecycle::do_start(op, c).await?;
     }
     Ok(())
@@ -158,7 +158,7 @@ pub(crate) async fn release_usage(op: &Op, req: &claims::Request) {
 
 /// zun's `_do_container_create_base`: task `container_creating`, pull, create, inspect.
 pub(crate) async fn create_base(op: &Op, c: &mut Container) -> Result<(), RpcError> {
-    let guard = op.begin_task(c, "container_creating").await?;
+    let guard = op.begin_task(c, TaskState::ContainerCreating).await?;
     let res = pull_and_create(op, c).await;
     let ended = op.end_task(c, guard).await;
     res.and(ended)
@@ -175,7 +175,7 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
         }
         populate::populate_from_inspect(c, &existing, true, chrono::Utc::now());
         // Whatever recovery or an earlier attempt wrote as the reason no longer holds.
-        if c.get_str("status") != Some("Error") {
+        if !c.status_is(Status::Error) {
             c.set("status_reason", Value::Null);
         }
         return op.save(c).await;
@@ -289,7 +289,7 @@ pub async fn container_rebuild(op: Op) -> MethodResult {
 }
 
 async fn rebuild_flow(op: &Op, c: &mut Container, run: bool) -> Result<(), RpcError> {
-    let guard = op.begin_task(c, "container_rebuilding").await?;
+    let guard = op.begin_task(c, TaskState::ContainerRebuilding).await?;
     let res: Result<(), RpcError> = async {
         if let Some(id) = c.get_str("container_id").map(str::to_string) {
             if let Err(e) = op.svc.docker.remove(&id, true).await {
@@ -301,8 +301,7 @@ async fn rebuild_flow(op: &Op, c: &mut Container, run: bool) -> Result<(), RpcEr
         // A fresh create under the same name.
         let _ = op.svc.docker.remove(&crate::docker::container_name(c.uuid().unwrap_or_default()), true).await;
         create_base(op, c).await?;
-        c.set("status", json!("Created"));
-        c.set("status_reason", Value::Null);
+        c.set_status(Status::Created, None);
         op.save(c).await
     }
     .await;

@@ -2,7 +2,7 @@
 //! `image_pull`, `image_delete` and `image_search`.
 use super::{docker_error, reason, Op};
 use crate::compute::image_ref;
-use crate::oslo::ObjectPrimitive;
+use crate::oslo::{ObjectPrimitive, Status};
 use crate::rpc::{MethodResult, RpcError};
 use serde_json::{json, Value};
 
@@ -17,13 +17,13 @@ pub async fn container_commit(op: Op) -> MethodResult {
     let tag = op.arg_str("tag").filter(|t| !t.is_empty() && t != "None").unwrap_or_else(|| "latest".into());
     op.announce_start(&c, "commit");
     op.event_start(&uuid, "compute__do_container_commit").await;
-    let was_running = c.get_str("status") == Some("Running");
+    let was_running = c.status_is(Status::Running);
     let res: Result<String, RpcError> = async {
         if was_running {
             if let Err(e) = op.svc.docker.pause(&id).await {
                 return Err(op.docker_failure(&mut c, e).await);
             }
-            c.set("status", json!("Paused"));
+            c.set_status(Status::Paused, None);
             op.save(&mut c).await?;
         }
         let committed = op.svc.docker.commit(&id, &repo, Some(&tag)).await.map_err(|e| docker_error(&e));
@@ -31,7 +31,7 @@ pub async fn container_commit(op: Op) -> MethodResult {
             if let Err(e) = op.svc.docker.unpause(&id).await {
                 tracing::warn!(container = %uuid, error = %e, "unpause after commit failed");
             } else {
-                c.set("status", json!("Running"));
+                c.set_status(Status::Running, None);
                 op.save(&mut c).await?;
             }
         }

@@ -4,7 +4,7 @@
 use super::{reason, Op};
 use crate::compute::claims;
 use crate::docker::DockerErrorKind;
-use crate::oslo::Container;
+use crate::oslo::{Container, Status, TaskState};
 use crate::rpc::{MethodResult, RpcError};
 use serde_json::{json, Value};
 
@@ -14,20 +14,19 @@ pub async fn do_start(op: &Op, c: &mut Container) -> Result<(), RpcError> {
     let uuid = c.uuid().unwrap_or_default().to_string();
     op.event_start(&uuid, "compute__do_container_start").await;
     let res = async {
-        let guard = op.begin_task(c, "container_starting").await?;
+        let guard = op.begin_task(c, TaskState::ContainerStarting).await?;
         let started: Result<(), RpcError> = async {
             let id = op.docker_id(c)?;
             if let Err(e) = op.svc.docker.start(&id).await {
                 return Err(op.docker_failure(c, e).await);
             }
-            c.set("status", json!("Running"));
-            c.set("status_reason", Value::Null);
+            c.set_status(Status::Running, None);
             c.set("started_at", json!(chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()));
             op.save(c).await
         }
         .await;
         if let Err(e) = &started {
-            if c.get_str("status") != Some("Deleted") {
+            if !c.status_is(Status::Deleted) {
                 op.fail(c, &reason(e), false).await;
             }
         }
@@ -50,7 +49,7 @@ pub async fn container_start(op: Op) -> MethodResult {
 /// The shape shared by stop, reboot, pause, unpause and kill: event + finish action,
 /// a task state, one Docker call, the resulting status. Errors are recorded on the
 /// event and logged (zun's `wrap_exception` swallows them).
-async fn simple_op<F, Fut>(op: Op, action: &str, event: &str, task: &str, new_status: &str, call: F) -> MethodResult
+async fn simple_op<F, Fut>(op: Op, action: &str, event: &str, task: TaskState, new_status: Status, call: F) -> MethodResult
 where
     F: FnOnce(Op, String) -> Fut,
     Fut: std::future::Future<Output = (Op, Result<(), crate::docker::DockerError>)>,
@@ -72,8 +71,7 @@ where
             let (op, r) = call(op, id).await;
             match r {
                 Ok(()) => {
-                    c.set("status", json!(new_status));
-                    c.set("status_reason", Value::Null);
+                    c.set_status(new_status, None);
                     (op, Ok(()))
                 }
                 Err(e) => {
@@ -93,7 +91,7 @@ where
 
 pub async fn container_stop(op: Op) -> MethodResult {
     let t = op.arg_i64("timeout");
-    simple_op(op, "stop", "compute__do_container_stop", "container_stopping", "Stopped", move |op, id| async move {
+    simple_op(op, "stop", "compute__do_container_stop", TaskState::ContainerStopping, Status::Stopped, move |op, id| async move {
         let r = op.svc.docker.stop(&id, t).await;
         (op, r)
     })
@@ -102,7 +100,7 @@ pub async fn container_stop(op: Op) -> MethodResult {
 
 pub async fn container_reboot(op: Op) -> MethodResult {
     let t = op.arg_i64("timeout");
-    simple_op(op, "reboot", "compute__do_container_reboot", "container_rebooting", "Running", move |op, id| async move {
+    simple_op(op, "reboot", "compute__do_container_reboot", TaskState::ContainerRebooting, Status::Running, move |op, id| async move {
         let r = op.svc.docker.restart(&id, t).await;
         (op, r)
     })
@@ -110,7 +108,7 @@ pub async fn container_reboot(op: Op) -> MethodResult {
 }
 
 pub async fn container_pause(op: Op) -> MethodResult {
-    simple_op(op, "pause", "compute__do_container_pause", "container_pausing", "Paused", |op, id| async move {
+    simple_op(op, "pause", "compute__do_container_pause", TaskState::ContainerPausing, Status::Paused, |op, id| async move {
         let r = op.svc.docker.pause(&id).await;
         (op, r)
     })
@@ -118,7 +116,7 @@ pub async fn container_pause(op: Op) -> MethodResult {
 }
 
 pub async fn container_unpause(op: Op) -> MethodResult {
-    simple_op(op, "unpause", "compute__do_container_unpause", "container_unpausing", "Running", |op, id| async move {
+    simple_op(op, "unpause", "compute__do_container_unpause", TaskState::ContainerUnpausing, Status::Running, |op, id| async move {
         let r = op.svc.docker.unpause(&id).await;
         (op, r)
     })
@@ -127,7 +125,7 @@ pub async fn container_unpause(op: Op) -> MethodResult {
 
 pub async fn container_kill(op: Op) -> MethodResult {
     let signal = op.arg_str("signal").filter(|s| s != "None");
-    simple_op(op, "kill", "compute__do_container_kill", "container_killing", "Stopped", move |op, id| async move {
+    simple_op(op, "kill", "compute__do_container_kill", TaskState::ContainerKilling, Status::Stopped, move |op, id| async move {
         let r = op.svc.docker.kill(&id, signal).await;
         (op, r)
     })
@@ -150,7 +148,7 @@ pub async fn container_delete(op: Op) -> MethodResult {
         op.announce_end(&c, "delete", false);
         return Ok(Value::Null);
     }
-    let guard = op.begin_task(&mut c, "container_deleting").await?;
+    let guard = op.begin_task(&mut c, TaskState::ContainerDeleting).await?;
     let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| crate::docker::container_name(&uuid));
     if let Err(e) = op.svc.docker.remove(&target, force).await {
         let err = super::docker_error(&e);

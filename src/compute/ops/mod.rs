@@ -10,7 +10,7 @@ pub mod lifecycle;
 use super::manager::Services;
 use crate::docker::DockerError;
 use crate::events::container_payload;
-use crate::oslo::{Container, RequestContext};
+use crate::oslo::{Container, RequestContext, Status, TaskState};
 use crate::rpc::{MethodResult, Request, RpcError};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -155,8 +155,7 @@ impl Op {
     /// zun's `_fail_container`: Error with the reason, optionally unset the host, save.
     pub async fn fail(&self, c: &mut Container, reason: &str, unset_host: bool) {
         tracing::warn!(container = c.uuid().unwrap_or("-"), request_id = self.request_id(), reason, "container failed");
-        c.set("status", json!("Error"));
-        c.set("status_reason", json!(reason));
+        c.set_status(Status::Error, Some(reason));
         if unset_host {
             c.set("host", Value::Null);
         }
@@ -166,12 +165,12 @@ impl Op {
     }
 
     /// zun's `_update_task_state` entry: set it unless a task already owns the container.
-    pub async fn begin_task(&self, c: &mut Container, state: &str) -> Result<TaskGuard, RpcError> {
+    pub async fn begin_task(&self, c: &mut Container, state: TaskState) -> Result<TaskGuard, RpcError> {
         if c.get_str("task_state").is_some() {
-            tracing::debug!(container = c.uuid().unwrap_or("-"), state, "task state already set; not taking it");
+            tracing::debug!(container = c.uuid().unwrap_or("-"), state = state.as_str(), "task state already set; not taking it");
             return Ok(TaskGuard { owned: false });
         }
-        c.set("task_state", json!(state));
+        c.set_task_state(Some(state));
         self.save(c).await?;
         Ok(TaskGuard { owned: true })
     }
@@ -179,7 +178,7 @@ impl Op {
     /// zun's `_update_task_state` exit (its `finally`): clear and save.
     pub async fn end_task(&self, c: &mut Container, guard: TaskGuard) -> Result<(), RpcError> {
         if guard.owned {
-            c.set("task_state", Value::Null);
+            c.set_task_state(None);
             self.save(c).await?;
         }
         Ok(())
@@ -251,14 +250,13 @@ impl Op {
 
     /// zun's `handle_not_found`: the Docker container is gone.
     pub async fn handle_not_found(&self, c: &mut Container, e: &DockerError) {
-        if c.get_str("status") == Some("Deleting") {
+        if c.status_is(Status::Deleting) {
             return;
         }
         if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
-            c.set("status", json!("Deleted"));
+            c.set_status(Status::Deleted, None);
         } else {
-            c.set("status", json!("Error"));
-            c.set("status_reason", json!(e.zun_message()));
+            c.set_status(Status::Error, Some(&e.zun_message()));
         }
         let _ = self.save(c).await;
     }
