@@ -159,14 +159,19 @@ async fn forged_container_ids_never_reach_another_container_or_endpoint() {
     }
     // Casts: each refused (its action ends in Error), nothing else moves.
     for (i, f) in forged.iter().enumerate() {
-        for (method, args, action) in
-            [("container_kill", json!([null]), "kill"), ("container_stop", json!([0]), "stop"), ("container_delete", json!([true]), "delete")]
-        {
+        for (method, args, action) in [
+            ("container_kill", json!([null]), "kill"),
+            ("container_stop", json!([0]), "stop"),
+            ("container_delete", json!([true]), "delete"),
+        ] {
             let req = format!("req-{}-{i}-{action}", uuid::Uuid::new_v4());
-            zun.cmd_async("rpcapi", json!({"uuid": uuid, "method": method, "args": args, "action": action, "request_id": req,
-                "set": {"container_id": f}}))
-                .await
-                .unwrap();
+            zun.cmd_async(
+                "rpcapi",
+                json!({"uuid": uuid, "method": method, "args": args, "action": action, "request_id": req,
+                "set": {"container_id": f}}),
+            )
+            .await
+            .unwrap();
             let deadline = Instant::now() + WAIT;
             loop {
                 let actions = zun.cmd_async("actions", json!({"uuid": uuid})).await.unwrap();
@@ -188,8 +193,11 @@ async fn forged_container_ids_never_reach_another_container_or_endpoint() {
     assert_eq!(r["container_id"], real_id.as_str());
     // exec_resize takes an exec id straight from the wire.
     let e = zun
-        .cmd_async("call", json!({"server": w.host, "method": "container_exec_resize",
-            "kwargs": {"exec_id": format!("../containers/{victim_id}/kill"), "height": 10, "width": 10}}))
+        .cmd_async(
+            "call",
+            json!({"server": w.host, "method": "container_exec_resize",
+            "kwargs": {"exec_id": format!("../containers/{victim_id}/kill"), "height": 10, "width": 10}}),
+        )
         .await
         .unwrap_err();
     assert_eq!(e["class"], "Invalid", "{e}");
@@ -317,13 +325,20 @@ async fn every_create_that_reaches_the_worker_ends_with_a_reason() {
     let mut rows = Vec::new();
     for case in ["bad primitive", "no container argument"] {
         let uuid = uuid::Uuid::new_v4().to_string();
-        let made = zun.cmd_async("rpcapi_create", json!({"fields": fields(&uuid, "busybox:latest", "ifnotpresent"), "host": nobody})).await.unwrap();
-        let request_id = made["request_id"].as_str().unwrap().to_string();
-        let container = (case == "bad primitive").then(|| primitive(json!({"uuid": uuid, "image": "busybox:latest", "cpu": [1], "labels": "not a dict"})));
-        zun.cmd_async("cast", json!({"server": w.host, "method": "container_create", "request_id": request_id,
-            "kwargs": create_kwargs(container)}))
+        let made = zun
+            .cmd_async("rpcapi_create", json!({"fields": fields(&uuid, "busybox:latest", "ifnotpresent"), "host": nobody}))
             .await
             .unwrap();
+        let request_id = made["request_id"].as_str().unwrap().to_string();
+        let container = (case == "bad primitive")
+            .then(|| primitive(json!({"uuid": uuid, "image": "busybox:latest", "cpu": [1], "labels": "not a dict"})));
+        zun.cmd_async(
+            "cast",
+            json!({"server": w.host, "method": "container_create", "request_id": request_id,
+            "kwargs": create_kwargs(container)}),
+        )
+        .await
+        .unwrap();
         rows.push((case, uuid));
     }
     // A uuid that is a path, and an image name with `..`: refused, the row still ends.
@@ -479,7 +494,8 @@ async fn hostile_arguments_get_clear_answers_and_cost_nothing_else() {
         zun.cmd_async("rpcapi_create", json!({"fields": f, "host": w.host, "run": true})).await.unwrap();
     }
     for (what, u, _) in &ended {
-        let r = wait_row(&mut zun, u, what, |r| matches!(r["status"].as_str(), Some("Running" | "Error")) && r["task_state"].is_null()).await;
+        let r =
+            wait_row(&mut zun, u, what, |r| matches!(r["status"].as_str(), Some("Running" | "Error")) && r["task_state"].is_null()).await;
         if r["status"] == "Error" {
             assert!(r["status_reason"].as_str().is_some_and(|s| !s.is_empty()), "{what}: {r}");
         }
