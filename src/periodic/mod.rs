@@ -54,9 +54,11 @@ pub fn admin_context() -> RequestContext {
 /// `sync_container_state`: Docker's view wins for containers no task owns.
 ///
 /// The listing only picks the candidates: a row whose status Docker's listing would
-/// change, or whose container Docker no longer lists. Each candidate is then brought in
-/// line inside its container's executor queue ([`resync_in_executor`]), so it never
-/// races an operation on that container; the pass waits for its jobs.
+/// change, or whose container Docker no longer lists, and that no operation holds right
+/// now. Each candidate is then brought in line inside its container's executor queue
+/// ([`resync_in_executor`]), so it never races an operation on that container. The pass
+/// does not wait for those jobs: the heartbeat in the same loop must never wait behind a
+/// long operation.
 pub async fn sync_container_states(svc: &Services, manager: &Manager) {
     // Rows first, then Docker: a container created after the rows were read has no
     // container_id in them yet, so it cannot be mistaken for one that disappeared.
@@ -76,12 +78,15 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
     };
     let by_id: std::collections::HashMap<&str, &crate::docker::ContainerSummary> =
         listed.iter().map(|s| (s.id.as_str(), s)).collect();
-    let mut jobs = Vec::new();
     for c in rows {
         if !sync_applies(&c) {
             continue;
         }
         let uuid = c.uuid().unwrap_or_default().to_string();
+        // Busy: the operation will write its own outcome; the next pass looks again.
+        if manager.executor().is_busy(&uuid) {
+            continue;
+        }
         let Some(id) = c.get_str("container_id").map(str::to_string) else { continue };
         if let Some(summary) = by_id.get(id.as_str()) {
             let mut probe = c.clone();
@@ -90,11 +95,8 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
                 continue;
             }
         }
-        if let Some(done) = resync_in_executor(manager, &uuid, &id, "periodic") {
-            jobs.push(done);
-        }
+        resync_in_executor(manager, &uuid, &id, "periodic");
     }
-    futures_util::future::join_all(jobs).await;
 }
 
 /// Rows the sync may touch: no task owns them and they are not being created or deleted.
@@ -118,17 +120,15 @@ fn has_effective_changes(c: &Container, before: &Container) -> bool {
     c.changes.iter().any(|f| c.get(f).unwrap_or(&Value::Null) != before.get(f).unwrap_or(&Value::Null))
 }
 
-/// Queues the resync of one container behind whatever its executor queue holds. Returns
-/// a future that ends when the job ran (or was dropped at shutdown).
-fn resync_in_executor(manager: &Manager, uuid: &str, docker_id: &str, source: &'static str) -> Option<tokio::sync::oneshot::Receiver<()>> {
+/// Queues the resync of one container behind whatever its executor queue holds (nothing
+/// when the executor is shutting down).
+fn resync_in_executor(manager: &Manager, uuid: &str, docker_id: &str, source: &'static str) {
     let svc = manager.services().clone();
-    let (tx, rx) = tokio::sync::oneshot::channel();
     let (u, id) = (uuid.to_string(), docker_id.to_string());
-    let job = Box::pin(async move {
-        resync_one(&svc, &u, &id, source).await;
-        let _ = tx.send(());
-    });
-    manager.executor().submit(uuid, job).ok().map(|_| rx)
+    let job = Box::pin(async move { resync_one(&svc, &u, &id, source).await });
+    if manager.executor().submit(uuid, job).is_err() {
+        tracing::debug!(container = %uuid, source, "state sync not queued: shutting down");
+    }
 }
 
 /// Inside the executor: reads the row again (an operation may just have changed it),
@@ -316,5 +316,5 @@ pub async fn follow_docker_events(svc: Arc<Services>, manager: Arc<Manager>, mut
 /// the event stream never waits behind a long operation).
 async fn sync_one_container(_svc: &Services, manager: &Manager, uuid: &str, docker_id: &str, action: &str) {
     tracing::debug!(container = %uuid, event = %action, "Docker event");
-    let _ = resync_in_executor(manager, uuid, docker_id, "docker event");
+    resync_in_executor(manager, uuid, docker_id, "docker event");
 }
