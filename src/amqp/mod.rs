@@ -30,6 +30,8 @@ pub enum AmqpError {
     ConsumerCancelled(String),
     #[error("TLS to the broker, as [oslo_messaging_rabbit] asks, cannot be set up: {0}")]
     Tls(String),
+    #[error("an exchange or routing key of {0} bytes is longer than AMQP's 255")]
+    NameTooLong(usize),
     #[error("reply to {reply_q} abandoned: {reason}")]
     ReplyAbandoned { reply_q: String, reason: String },
 }
@@ -52,6 +54,9 @@ pub struct AmqpSettings {
     pub notification_exchange_durable: bool,
     /// CA and client identity for `amqps` brokers (`ssl_ca_file`, `ssl_cert_file`, ...).
     pub tls: BrokerTls,
+    /// Acknowledge a delivery whose operation still runs after this long (three
+    /// quarters of the broker's `consumer_timeout`), before the broker closes the channel.
+    pub early_ack_after: Option<Duration>,
     next_broker: AtomicUsize,
 }
 
@@ -137,6 +142,8 @@ impl AmqpSettings {
             retry_min: seconds(r.rabbit_retry_interval, 0.05),
             retry_max: seconds(r.rabbit_interval_max, 0.1),
             tls,
+            early_ack_after: (s.compute.consumer_timeout > 0)
+                .then(|| Duration::from_millis(s.compute.consumer_timeout.min(86_400 * 365).saturating_mul(750))),
             next_broker: AtomicUsize::new(0),
         })
     }
