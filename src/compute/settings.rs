@@ -1,7 +1,7 @@
 //! What the operations take from zun.conf, derived once at start ([`ComputeSettings::from_settings`]):
 //! operations read these, never `Settings` sections, so each default and each fallback
 //! (`docker_remote_api_host`, else `my_ip`, else 127.0.0.1) is decided in one place.
-use crate::config::Settings;
+use crate::config::{Secret, Settings};
 use std::time::Duration;
 
 /// The compute side of zun.conf, as the operations use it.
@@ -17,7 +17,7 @@ pub struct ComputeSettings {
     pub default_network: String,
     /// `[docker] default_registry`, and the login zun uses for it (username, password).
     pub default_registry: Option<String>,
-    registry_login: Option<(String, String)>,
+    registry_login: Option<(String, Secret)>,
     /// `[docker] execute_timeout` (at least 1 s): how long a run-now exec may take.
     pub exec_timeout: Duration,
     /// `[docker] default_timeout` (seconds): the stop timeout recovery resumes a reboot with.
@@ -43,7 +43,7 @@ impl ComputeSettings {
             registry_login: d
                 .default_registry_username
                 .clone()
-                .map(|u| (u, d.default_registry_password.clone().unwrap_or_default())),
+                .map(|u| (u, d.default_registry_password.clone().unwrap_or_else(|| Secret::new("")))),
             exec_timeout: Duration::from_secs(d.execute_timeout.max(1)),
             stop_timeout_s: d.default_timeout,
             remote_api_url: d
@@ -61,7 +61,7 @@ impl ComputeSettings {
 
     /// `[docker] default_registry_username` / `_password`, for pulls from the default registry.
     pub fn registry_login(&self) -> Option<(&str, &str)> {
-        self.registry_login.as_ref().map(|(u, p)| (u.as_str(), p.as_str()))
+        self.registry_login.as_ref().map(|(u, p)| (u.as_str(), p.expose()))
     }
 }
 
