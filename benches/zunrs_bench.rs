@@ -267,8 +267,7 @@ fn serve(args: &[String]) -> Res<()> {
     // The worker's own runtime: tokio's multi-thread default, as src/main.rs builds it.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     rt.block_on(async move {
-        let endpoint =
-            Arc::new(NoopEndpoint { count: AtomicU64::new(0), expect, first: Mutex::new(None), ready: Mutex::new(None) });
+        let endpoint = Arc::new(NoopEndpoint { count: AtomicU64::new(0), expect, first: Mutex::new(None), ready: Mutex::new(None) });
         let dispatcher = Arc::new(Dispatcher::new(endpoint.clone()));
         let publisher = Arc::new(Publisher::new(amqp.clone()));
         let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher, Arc::new(Metrics::new()), Arc::new(Health::default())));

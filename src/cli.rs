@@ -62,17 +62,11 @@ pub enum CastOp {
         command: Vec<String>,
     },
     /// Delete a container (force).
-    Delete {
-        uuid: String,
-    },
+    Delete { uuid: String },
     /// `container_show`: the container as the worker sees it now.
-    Show {
-        uuid: String,
-    },
+    Show { uuid: String },
     /// `container_logs`.
-    Logs {
-        uuid: String,
-    },
+    Logs { uuid: String },
 }
 
 /// `check-config`: the effective configuration, secrets masked, and reachability.
@@ -173,7 +167,14 @@ pub async fn cast(settings: &Settings, args: CastArgs) -> Result<(), crate::work
             }
             store.container_save(&mut c).await.map_err(|e| fail(&e))?;
             store
-                .action_start(&uuid, &request_id, Some("zun-compute-rs-cli"), Some("zun-compute-rs-cli"), "create", chrono::Utc::now().naive_utc())
+                .action_start(
+                    &uuid,
+                    &request_id,
+                    Some("zun-compute-rs-cli"),
+                    Some("zun-compute-rs-cli"),
+                    "create",
+                    chrono::Utc::now().naive_utc(),
+                )
                 .await
                 .map_err(|e| fail(&e))?;
             let mut a = Map::new();
@@ -207,7 +208,8 @@ pub async fn cast(settings: &Settings, args: CastArgs) -> Result<(), crate::work
             }
         }
         CastOp::Delete { uuid } => {
-            let mut c = store.container_get(&uuid).await.map_err(|e| fail(&e))?.ok_or_else(|| CliError::Failed(format!("no container {uuid}")))?;
+            let mut c =
+                store.container_get(&uuid).await.map_err(|e| fail(&e))?.ok_or_else(|| CliError::Failed(format!("no container {uuid}")))?;
             c.set_status(crate::oslo::Status::Deleting, None);
             let mut a = Map::new();
             a.insert("container".into(), c.to_primitive().to_value());
@@ -217,7 +219,8 @@ pub async fn cast(settings: &Settings, args: CastArgs) -> Result<(), crate::work
             Ok(())
         }
         CastOp::Show { uuid } => {
-            let c = store.container_get(&uuid).await.map_err(|e| fail(&e))?.ok_or_else(|| CliError::Failed(format!("no container {uuid}")))?;
+            let c =
+                store.container_get(&uuid).await.map_err(|e| fail(&e))?.ok_or_else(|| CliError::Failed(format!("no container {uuid}")))?;
             let mut a = Map::new();
             a.insert("container".into(), c.to_primitive().to_value());
             let v = client.call(&ctx, Some(&host), "container_show", a, timeout).await.map_err(|e| fail(&e))?;
@@ -226,7 +229,8 @@ pub async fn cast(settings: &Settings, args: CastArgs) -> Result<(), crate::work
             Ok(())
         }
         CastOp::Logs { uuid } => {
-            let c = store.container_get(&uuid).await.map_err(|e| fail(&e))?.ok_or_else(|| CliError::Failed(format!("no container {uuid}")))?;
+            let c =
+                store.container_get(&uuid).await.map_err(|e| fail(&e))?.ok_or_else(|| CliError::Failed(format!("no container {uuid}")))?;
             let mut a = Map::new();
             a.insert("container".into(), c.to_primitive().to_value());
             a.insert("stdout".into(), json!(true));

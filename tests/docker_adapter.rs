@@ -37,10 +37,7 @@ async fn client() -> DockerClient {
     let c = DockerClient::connect(&DockerSettings { api_url: url.clone(), timeout: Duration::from_secs(60) })
         .unwrap_or_else(|e| panic!("cannot connect to Docker at {url}: {e}"));
     c.negotiate_version().await.unwrap_or_else(|e| panic!("Docker at {url} does not answer: {e}"));
-    assert!(
-        c.image_exists("busybox:latest").await.unwrap().is_some(),
-        "image busybox:latest is missing: run `bash scripts/services.sh`"
-    );
+    assert!(c.image_exists("busybox:latest").await.unwrap().is_some(), "image busybox:latest is missing: run `bash scripts/services.sh`");
     c
 }
 
@@ -168,15 +165,11 @@ async fn negotiates_version_and_reads_info() {
 
 #[tokio::test]
 async fn connect_errors_are_clear() {
-    let e = DockerClient::connect(&DockerSettings {
-        api_url: "unix:///nonexistent/docker.sock".into(),
-        timeout: Duration::from_secs(5),
-    })
-    .unwrap_err();
+    let e = DockerClient::connect(&DockerSettings { api_url: "unix:///nonexistent/docker.sock".into(), timeout: Duration::from_secs(5) })
+        .unwrap_err();
     assert_eq!(e.kind, DockerErrorKind::Transport);
     assert!(e.to_string().contains("/nonexistent/docker.sock"), "{e}");
-    let e = DockerClient::connect(&DockerSettings { api_url: "https://x:2376".into(), timeout: Duration::from_secs(5) })
-        .unwrap_err();
+    let e = DockerClient::connect(&DockerSettings { api_url: "https://x:2376".into(), timeout: Duration::from_secs(5) }).unwrap_err();
     assert_eq!(e.kind, DockerErrorKind::Config);
 }
 

@@ -61,9 +61,12 @@ async fn create_run_and_every_operation_through_zun_rpcapi() {
     let uuid = uuid::Uuid::new_v4().to_string();
     let cmd = json!(["sh", "-c", "echo hello-zun; exec sleep 300"]);
     // A real pull from the local registry (policy always).
-    zun.cmd_async("rpcapi_create", json!({"fields": fields(&uuid, "127.0.0.1:5000/busybox:latest", "always", cmd), "host": w.host, "run": true}))
-        .await
-        .unwrap();
+    zun.cmd_async(
+        "rpcapi_create",
+        json!({"fields": fields(&uuid, "127.0.0.1:5000/busybox:latest", "always", cmd), "host": w.host, "run": true}),
+    )
+    .await
+    .unwrap();
     let row = wait_row(&mut zun, &uuid, "Running", settled("Running")).await;
     assert_eq!(row["host"], w.host.as_str());
     assert!(row["container_id"].as_str().is_some_and(|s| s.len() == 64), "{row}");
@@ -126,8 +129,13 @@ async fn create_run_and_every_operation_through_zun_rpcapi() {
     assert_eq!(d.inspect(&uuid_name(&uuid)).await.unwrap()["State"]["Running"], false);
     rpc(&mut zun, &uuid, "container_start", json!([]), Some("start")).await;
     wait_row(&mut zun, &uuid, "Running after start", settled("Running")).await;
-    zun.cmd_async("rpcapi", json!({"uuid": uuid, "method": "container_reboot", "args": [1], "action": "reboot",
-        "set": {"status": "Restarting"}, "save": true})).await.unwrap();
+    zun.cmd_async(
+        "rpcapi",
+        json!({"uuid": uuid, "method": "container_reboot", "args": [1], "action": "reboot",
+        "set": {"status": "Restarting"}, "save": true}),
+    )
+    .await
+    .unwrap();
     wait_row(&mut zun, &uuid, "Running after reboot", settled("Running")).await;
     rpc(&mut zun, &uuid, "container_kill", json!([null]), Some("kill")).await;
     wait_row(&mut zun, &uuid, "Stopped after kill", settled("Stopped")).await;
@@ -165,9 +173,12 @@ async fn missing_image_and_over_limit_memory_end_in_error_with_a_reason() {
     let mut zun = w.zun();
     // A missing image in the local registry: Error, Docker's message, host kept.
     let a = uuid::Uuid::new_v4().to_string();
-    zun.cmd_async("rpcapi_create", json!({"fields": fields(&a, "127.0.0.1:5000/no-such-image", "always", json!(["true"])), "host": w.host, "run": true}))
-        .await
-        .unwrap();
+    zun.cmd_async(
+        "rpcapi_create",
+        json!({"fields": fields(&a, "127.0.0.1:5000/no-such-image", "always", json!(["true"])), "host": w.host, "run": true}),
+    )
+    .await
+    .unwrap();
     let row = wait_row(&mut zun, &a, "Error", settled("Error")).await;
     let reason = row["status_reason"].as_str().unwrap_or("");
     assert!(reason.contains("not found") || reason.contains("manifest unknown"), "{reason}");
@@ -179,10 +190,13 @@ async fn missing_image_and_over_limit_memory_end_in_error_with_a_reason() {
 
     // Over the scheduler's memory limit: Error with zun's claim message, host unset.
     let b = uuid::Uuid::new_v4().to_string();
-    zun.cmd_async("rpcapi_create", json!({"fields": fields(&b, "busybox", "ifnotpresent", json!(["true"])), "host": w.host,
-        "run": true, "limits": {"memory": 32, "cpu": 8}}))
-        .await
-        .unwrap();
+    zun.cmd_async(
+        "rpcapi_create",
+        json!({"fields": fields(&b, "busybox", "ifnotpresent", json!(["true"])), "host": w.host,
+        "run": true, "limits": {"memory": 32, "cpu": 8}}),
+    )
+    .await
+    .unwrap();
     let row = wait_row(&mut zun, &b, "Error", settled("Error")).await;
     let reason = row["status_reason"].as_str().unwrap_or("");
     assert!(reason.starts_with("Insufficient compute resources: Free memory"), "{reason}");

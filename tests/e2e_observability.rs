@@ -21,20 +21,29 @@ async fn a_create_is_announced_in_order_and_counted_in_metrics() {
     let port = free_port();
     let w = Worker::start(&format!("[admin]\nlisten = 127.0.0.1:{port}\n"));
     // Subscribe to notifications.info as a ceilometer-style consumer would.
-    let conn = Connection::connect(&format!("amqp://guest:guest@127.0.0.1:5672/{}", w.vhost.name), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let conn =
+        Connection::connect(&format!("amqp://guest:guest@127.0.0.1:5672/{}", w.vhost.name), ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     ch.exchange_declare(ShortString::from("zun"), lapin::ExchangeKind::Topic, ExchangeDeclareOptions::default(), FieldTable::default())
         .await
         .unwrap();
     ch.queue_declare(ShortString::from("notifications.info"), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    ch.queue_bind(ShortString::from("notifications.info"), ShortString::from("zun"), ShortString::from("notifications.info"),
-        QueueBindOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_bind(
+        ShortString::from("notifications.info"),
+        ShortString::from("zun"),
+        ShortString::from("notifications.info"),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let mut notes = ch
-        .basic_consume(ShortString::from("notifications.info"), ShortString::from("t"), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            ShortString::from("notifications.info"),
+            ShortString::from("t"),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
 
@@ -87,7 +96,11 @@ async fn a_create_is_announced_in_order_and_counted_in_metrics() {
         scrape
             .samples
             .iter()
-            .filter(|s| s.metric == "zun_compute_rpc_messages_total" && s.labels.get("method") == Some(method) && s.labels.get("outcome") == Some(outcome))
+            .filter(|s| {
+                s.metric == "zun_compute_rpc_messages_total"
+                    && s.labels.get("method") == Some(method)
+                    && s.labels.get("outcome") == Some(outcome)
+            })
             .map(|s| match s.value {
                 prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Gauge(v) => v,
                 _ => 0.0,

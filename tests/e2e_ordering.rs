@@ -18,9 +18,8 @@ fn fields(uuid: &str) -> Value {
 fn finished_order(log: &str) -> HashMap<String, Vec<String>> {
     let mut out: HashMap<String, Vec<String>> = HashMap::new();
     for line in log.lines().filter(|l| l.contains("operation finished")) {
-        let field = |name: &str| {
-            line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).map(|v| v.trim_matches('"').to_string())
-        };
+        let field =
+            |name: &str| line.split_whitespace().find_map(|w| w.strip_prefix(&format!("{name}="))).map(|v| v.trim_matches('"').to_string());
         if let (Some(c), Some(m)) = (field("container"), field("method")) {
             out.entry(c).or_default().push(m);
         }

@@ -26,7 +26,11 @@ async fn cast_cli_with_the_embedded_store() {
     let conf = write_conf(
         dir.path(),
         "zun.conf",
-        &format!("[DEFAULT]\nhost = {host}\ntransport_url = {}\nstate_path = {}\nrpc_response_timeout = 60\n[admin]\nlisten =\n", vhost.url(), dir.path().display()),
+        &format!(
+            "[DEFAULT]\nhost = {host}\ntransport_url = {}\nstate_path = {}\nrpc_response_timeout = 60\n[admin]\nlisten =\n",
+            vhost.url(),
+            dir.path().display()
+        ),
     );
     let log = std::fs::File::create(dir.path().join("worker.log")).unwrap();
     let mut worker = Command::new(env!("CARGO_BIN_EXE_zun-compute-rs"))
@@ -45,7 +49,21 @@ async fn cast_cli_with_the_embedded_store() {
     assert!(dir.path().join("zun-compute-rs.sqlite").exists(), "the embedded store lives in state_path");
 
     let (ok, out) = tokio::task::block_in_place(|| {
-        cli(&conf, &["cast", "create", "--image", "busybox", "--pull-policy", "ifnotpresent", "--", "sh", "-c", "echo standalone-ok; exec sleep 300"])
+        cli(
+            &conf,
+            &[
+                "cast",
+                "create",
+                "--image",
+                "busybox",
+                "--pull-policy",
+                "ifnotpresent",
+                "--",
+                "sh",
+                "-c",
+                "echo standalone-ok; exec sleep 300",
+            ],
+        )
     });
     assert!(ok, "{out}");
     assert!(out.contains("status=Running"), "{out}");

@@ -59,7 +59,8 @@ struct FaultLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
 fn fault_lock() -> FaultLock {
     std::fs::create_dir_all(STATE_DIR).expect("state dir");
-    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(format!("{STATE_DIR}/fault.lock")).expect("lock file");
+    let f =
+        std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(format!("{STATE_DIR}/fault.lock")).expect("lock file");
     let lock = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| e).expect("flock");
     FaultLock(lock)
 }
@@ -156,8 +157,17 @@ impl DockerEvents {
             let mut ready = Some(ready_tx);
             while !st.load(Ordering::SeqCst) {
                 let mut cmd = Command::new("docker");
-                cmd.args(["events", "--format", "{{.Action}} {{.Actor.Attributes.name}}", "--filter", "type=container",
-                    "--filter", "event=create", "--filter", "event=destroy"]);
+                cmd.args([
+                    "events",
+                    "--format",
+                    "{{.Action}} {{.Actor.Attributes.name}}",
+                    "--filter",
+                    "type=container",
+                    "--filter",
+                    "event=create",
+                    "--filter",
+                    "event=destroy",
+                ]);
                 if let Some(t) = since {
                     cmd.args(["--since", &t.to_string()]);
                 }
@@ -365,7 +375,10 @@ impl Verdict {
     fn print(&self, scenario: &str) {
         println!();
         println!("{scenario}");
-        println!("  {:<7} {:>5} {:>9} {:>10} {:>6} {:>5} {:>11} {:>15}", "op", "sent", "not-sent", "completed", "error", "lost", "duplicated", "stuck-creating");
+        println!(
+            "  {:<7} {:>5} {:>9} {:>10} {:>6} {:>5} {:>11} {:>15}",
+            "op", "sent", "not-sent", "completed", "error", "lost", "duplicated", "stuck-creating"
+        );
         for (name, t) in [("create", &self.creates), ("delete", &self.deletes)] {
             println!(
                 "  {:<7} {:>5} {:>9} {:>10} {:>6} {:>5} {:>11} {:>15}",
@@ -373,7 +386,8 @@ impl Verdict {
             );
         }
         let notes: Vec<&String> = self.creates.notes.iter().chain(&self.deletes.notes).collect();
-        let (errors, other): (Vec<&String>, Vec<&String>) = notes.into_iter().partition(|n| n.contains("Error:") || n.contains("failed (worker log)"));
+        let (errors, other): (Vec<&String>, Vec<&String>) =
+            notes.into_iter().partition(|n| n.contains("Error:") || n.contains("failed (worker log)"));
         for n in other.iter().take(30) {
             println!("    {n}");
         }
@@ -612,7 +626,11 @@ where
         async move { (p >= shape.fault_at).then_some(()) }
     })
     .await;
-    println!("{name}: injecting the fault after {} operations at {:.1} s", progress.load(Ordering::SeqCst), started.elapsed().as_secs_f64());
+    println!(
+        "{name}: injecting the fault after {} operations at {:.1} s",
+        progress.load(Ordering::SeqCst),
+        started.elapsed().as_secs_f64()
+    );
     tokio::task::block_in_place(|| fault(&mut w, &progress));
     println!("{name}: fault over at {:.1} s", started.elapsed().as_secs_f64());
     let (sent, sent_at) = tokio::task::block_in_place(|| stream.join()).expect("stream thread");

@@ -50,7 +50,16 @@ async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
     let vhost = Vhost::new("zunrs-poison");
     // The operator's dead-letter policy on the worker's queues.
     let out = Command::new("rabbitmqctl")
-        .args(["set_policy", "-p", &vhost.name, "--apply-to", "queues", "zun-dlx", "^zun-compute", r#"{"dead-letter-exchange":"zun-dead"}"#])
+        .args([
+            "set_policy",
+            "-p",
+            &vhost.name,
+            "--apply-to",
+            "queues",
+            "zun-dlx",
+            "^zun-compute",
+            r#"{"dead-letter-exchange":"zun-dead"}"#,
+        ])
         .output()
         .expect("rabbitmqctl");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -61,13 +70,24 @@ async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
         .await
         .unwrap();
     ch.queue_declare(ShortString::from("dead"), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
-    ch.queue_bind(ShortString::from("dead"), ShortString::from("zun-dead"), ShortString::from(""), QueueBindOptions::default(), FieldTable::default())
-        .await
-        .unwrap();
+    ch.queue_bind(
+        ShortString::from("dead"),
+        ShortString::from("zun-dead"),
+        ShortString::from(""),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
     let reply_q = format!("reply_{}", uuid::Uuid::new_v4().simple());
     ch.queue_declare(ShortString::from(reply_q.as_str()), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
     let mut replies = ch
-        .basic_consume(ShortString::from(reply_q.as_str()), ShortString::from("r"), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            ShortString::from(reply_q.as_str()),
+            ShortString::from("r"),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
 
@@ -79,7 +99,13 @@ async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
     let amqp = Arc::new(AmqpSettings::from_config(&settings).unwrap());
     let metrics = Arc::new(Metrics::new());
     let publisher = Arc::new(Publisher::new(amqp.clone()));
-    let server = Arc::new(RpcServer::new(amqp, Arc::new(Dispatcher::new(Arc::new(Volatile))), publisher, metrics.clone(), Arc::new(Health::default())));
+    let server = Arc::new(RpcServer::new(
+        amqp,
+        Arc::new(Dispatcher::new(Arc::new(Volatile))),
+        publisher,
+        metrics.clone(),
+        Arc::new(Health::default()),
+    ));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(server.run(stop_rx, Duration::from_secs(5), Some(ready_tx)));
@@ -99,10 +125,12 @@ async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
     };
     // A call whose method panics, a cast whose method panics, an undecodable message,
     // then a good call.
-    send(envelope(json!({"method": "explode", "args": {"now": true}, "_msg_id": "m-explode", "_reply_q": reply_q, "_unique_id": "u1"}))).await;
+    send(envelope(json!({"method": "explode", "args": {"now": true}, "_msg_id": "m-explode", "_reply_q": reply_q, "_unique_id": "u1"})))
+        .await;
     send(envelope(json!({"method": "explode", "args": {"now": true}, "_unique_id": "u2"}))).await;
     send(b"{\"oslo.version\": \"2.0\", \"oslo.message\": \"{not json".to_vec()).await;
-    send(envelope(json!({"method": "echo", "args": {"after": "poison"}, "_msg_id": "m-echo", "_reply_q": reply_q, "_unique_id": "u3"}))).await;
+    send(envelope(json!({"method": "echo", "args": {"after": "poison"}, "_msg_id": "m-echo", "_reply_q": reply_q, "_unique_id": "u3"})))
+        .await;
 
     let mut got = std::collections::HashMap::new();
     while got.len() < 2 {
@@ -120,7 +148,10 @@ async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
     // The three poison messages are in the dead-letter queue, rejected; nothing is left
     // on the server queue or unacknowledged.
     wait_for(Duration::from_secs(20), "three dead letters", || async { (vhost.message_count("dead") == Some(3)).then_some(()) }).await;
-    wait_for(Duration::from_secs(20), "the server queue to be empty", || async { (vhost.message_count(&server_q) == Some(0)).then_some(()) }).await;
+    wait_for(Duration::from_secs(20), "the server queue to be empty", || async {
+        (vhost.message_count(&server_q) == Some(0)).then_some(())
+    })
+    .await;
     for _ in 0..3 {
         let m = ch.basic_get(ShortString::from("dead"), BasicGetOptions { no_ack: true }).await.unwrap().expect("a dead letter");
         let headers = m.delivery.properties.headers().clone().unwrap_or_default();

@@ -7,8 +7,7 @@ use std::path::PathBuf;
 use zun_compute_rs::oslo::envelope::zlib_compress;
 use zun_compute_rs::oslo::pyjson;
 use zun_compute_rs::oslo::{
-    check_object_version, decode_body, encode_envelope, BodyMeta, Container,
-    ObjectPrimitive, RemoteFailure, Reply, RpcMessage,
+    check_object_version, decode_body, encode_envelope, BodyMeta, Container, ObjectPrimitive, RemoteFailure, Reply, RpcMessage,
 };
 
 fn fixture_dir() -> PathBuf {
@@ -100,11 +99,7 @@ fn every_body_fixture_round_trips() {
             }
             None => body.clone(),
         };
-        assert_eq!(
-            String::from_utf8_lossy(&encode_envelope(&msg)),
-            String::from_utf8_lossy(&plain),
-            "{name}: re-encoded envelope differs"
-        );
+        assert_eq!(String::from_utf8_lossy(&encode_envelope(&msg)), String::from_utf8_lossy(&plain), "{name}: re-encoded envelope differs");
         assert_eq!(
             serde_json::from_slice::<Value>(&plain).unwrap()["oslo.message"],
             fx["body_decoded"]["envelope"]["oslo.message"],
@@ -230,7 +225,7 @@ async fn real_manager(dir: &std::path::Path) -> std::sync::Arc<zun_compute_rs::c
 /// dispatcher, in front of the real compute endpoint, answers to the same bytes.
 #[tokio::test]
 async fn server_tolerance_failures_match_ours() {
-    use zun_compute_rs::rpc::{Disposition, Dispatcher};
+    use zun_compute_rs::rpc::{Dispatcher, Disposition};
     let dir = tempfile::tempdir().unwrap();
     let dispatcher = Dispatcher::new(real_manager(dir.path()).await);
     let tol = load("server_tolerance.json");
@@ -280,8 +275,14 @@ fn failure_constructors_match_captures() {
         ("container_update_reply_failure_builtin.json", RemoteFailure::type_error("memory must be a string, got 1024")),
         ("reply_failure_no_such_method.json", RemoteFailure::no_such_method("container_teleport")),
         ("reply_failure_private_method.json", RemoteFailure::no_such_method("_private")),
-        ("reply_failure_unsupported_version.json", RemoteFailure::unsupported_version(&Value::from("2.0"), Some(&Value::from("echo_args")))),
-        ("reply_failure_unsupported_version_1_3.json", RemoteFailure::unsupported_version(&Value::from("1.3"), Some(&Value::from("echo_args")))),
+        (
+            "reply_failure_unsupported_version.json",
+            RemoteFailure::unsupported_version(&Value::from("2.0"), Some(&Value::from("echo_args"))),
+        ),
+        (
+            "reply_failure_unsupported_version_1_3.json",
+            RemoteFailure::unsupported_version(&Value::from("1.3"), Some(&Value::from("echo_args"))),
+        ),
         ("reply_failure_namespace.json", RemoteFailure::unsupported_version(&Value::from("1.0"), Some(&Value::from("echo_args")))),
     ];
     for (file, ours) in cases {

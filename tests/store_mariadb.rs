@@ -186,10 +186,8 @@ async fn mariadb_rows_written_by_zun_api() {
     del.set("status", json!("Deleting"));
     let wire = del.to_primitive().to_value();
     assert_eq!(wire["zun_object.changes"], json!(["status"]));
-    let mut received = zun_compute_rs::oslo::Container::from_primitive(
-        zun_compute_rs::oslo::ObjectPrimitive::from_value(&wire).unwrap(),
-    )
-    .unwrap();
+    let mut received =
+        zun_compute_rs::oslo::Container::from_primitive(zun_compute_rs::oslo::ObjectPrimitive::from_value(&wire).unwrap()).unwrap();
     received.set("task_state", json!("container_deleting"));
     s.container_save(&mut received).await.unwrap();
     let out = readback(&conf, &["read", "--uuid", &uuid]);
@@ -217,18 +215,22 @@ async fn mariadb_servicegroup_up_then_down() {
         })
     };
     let conf_up = conf.clone();
-    let up = tokio::task::spawn_blocking(move || readback(&conf_up, &["service-wait", "--host", "sg-host", "--expect", "up", "--deadline", "5"]))
-        .await
-        .unwrap();
+    let up = tokio::task::spawn_blocking(move || {
+        readback(&conf_up, &["service-wait", "--host", "sg-host", "--expect", "up", "--deadline", "5"])
+    })
+    .await
+    .unwrap();
     assert_eq!(up["reached"], true, "{up}");
     assert!(up["elapsed"].as_f64().unwrap() < 2.0, "up within one interval: {up}");
     hb.abort();
     let _ = hb.await;
     let last = s.service_get("sg-host", "zun-compute").await.unwrap().unwrap();
     assert!(last.report_count >= 1);
-    let down = tokio::task::spawn_blocking(move || readback(&conf, &["service-wait", "--host", "sg-host", "--expect", "down", "--deadline", "15"]))
-        .await
-        .unwrap();
+    let down = tokio::task::spawn_blocking(move || {
+        readback(&conf, &["service-wait", "--host", "sg-host", "--expect", "down", "--deadline", "15"])
+    })
+    .await
+    .unwrap();
     assert_eq!(down["reached"], true, "{down}");
     assert_eq!(down["service_down_time"], 3);
 }
@@ -251,11 +253,7 @@ async fn mariadb_bad_password_is_not_logged() {
     let url = format!("mysql+pymysql://nosuchuser:Sup3rSecret@{hostpart}/zun?charset=utf8");
 
     let logs = LogBuffer::default();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(logs.clone())
-        .finish();
+    let subscriber = tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_ansi(false).with_writer(logs.clone()).finish();
     let guard = tracing::subscriber::set_default(subscriber);
     let err = Store::connect(Some(&url), std::path::Path::new("/tmp/unused.db")).await.unwrap_err();
     drop(guard);

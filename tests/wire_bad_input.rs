@@ -48,18 +48,24 @@ fn bad_message(i: usize, reply_q: &str) -> (Vec<u8>, Option<&'static str>, Optio
         }
         5 => (json!({"oslo.version": "2.0", "oslo.message": 42}).to_string().into_bytes(), Some("application/json"), None),
         6 => (envelope(&call(json!({"args": {"x": 1}}))).into_bytes(), Some("application/json"), Some(msg_id)),
-        7 => (envelope(&call(json!({"method": "echo_args", "version": 1.0, "args": {}}))).into_bytes(), Some("application/json"), Some(msg_id)),
+        7 => (
+            envelope(&call(json!({"method": "echo_args", "version": 1.0, "args": {}}))).into_bytes(),
+            Some("application/json"),
+            Some(msg_id),
+        ),
         8 => (envelope(&call(json!({"method": "echo_args", "args": [1, 2]}))).into_bytes(), Some("application/json"), Some(msg_id)),
         9 => (
             envelope(&call(json!({"method": "echo_args", "args": {"c": {"zun_object.name": "Teapot", "zun_object.namespace": "zun",
-                "zun_object.version": "1.0", "zun_object.data": {}}}}))).into_bytes(),
+                "zun_object.version": "1.0", "zun_object.data": {}}}})))
+            .into_bytes(),
             Some("application/json"),
             Some(msg_id),
         ),
         10 => (vec![0xff, 0xfe, 0x00, 0x7b], Some("application/json"), None),
         _ => (
             envelope(&call(json!({"method": "echo_args", "args": {"c": {"zun_object.name": "Container", "zun_object.namespace": "zun",
-                "zun_object.version": "7.3", "zun_object.data": {}}}}))).into_bytes(),
+                "zun_object.version": "7.3", "zun_object.data": {}}}})))
+            .into_bytes(),
             Some("application/json"),
             Some(msg_id),
         ),
@@ -69,14 +75,18 @@ fn bad_message(i: usize, reply_q: &str) -> (Vec<u8>, Option<&'static str>, Optio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_bad_messages_then_a_good_one() {
     let h = start_server("").await;
-    let conn = Connection::connect(&format!("amqp://guest:guest@127.0.0.1:5672/{}", h.vhost.name), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let conn =
+        Connection::connect(&format!("amqp://guest:guest@127.0.0.1:5672/{}", h.vhost.name), ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     let reply_q = format!("reply_{}", uuid::Uuid::new_v4().simple());
     ch.queue_declare(ShortString::from(reply_q.as_str()), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
     let mut replies = ch
-        .basic_consume(ShortString::from(reply_q.as_str()), ShortString::from("t"), BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            ShortString::from(reply_q.as_str()),
+            ShortString::from("t"),
+            BasicConsumeOptions { no_ack: true, ..Default::default() },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let server_q = format!("zun-compute.{}", h.host);
@@ -93,10 +103,15 @@ async fn a_thousand_bad_messages_then_a_good_one() {
     // The good call after them.
     let good = json!({"oslo.version": "2.0", "oslo.message": json!({"method": "echo_args", "args": {"ok": true},
         "_msg_id": "good", "_reply_q": reply_q, "_unique_id": "u-good", "_context_request_id": "req-1"}).to_string()});
-    ch.basic_publish(ShortString::from("zun"), ShortString::from(server_q.as_str()), BasicPublishOptions::default(),
-        good.to_string().as_bytes(), props(Some("application/json")))
-        .await
-        .unwrap();
+    ch.basic_publish(
+        ShortString::from("zun"),
+        ShortString::from(server_q.as_str()),
+        BasicPublishOptions::default(),
+        good.to_string().as_bytes(),
+        props(Some("application/json")),
+    )
+    .await
+    .unwrap();
 
     let mut failures = HashSet::new();
     let mut good_reply = None;
@@ -123,7 +138,8 @@ async fn a_thousand_bad_messages_then_a_good_one() {
     assert_eq!(failures, expected_failures);
     // Nothing is left on the server queue: every bad message was settled.
     let vh = &h.vhost;
-    wait_for(Duration::from_secs(20), "the server queue to drain", || async { (vh.message_count(&server_q) == Some(0)).then_some(()) }).await;
+    wait_for(Duration::from_secs(20), "the server queue to drain", || async { (vh.message_count(&server_q) == Some(0)).then_some(()) })
+        .await;
     let text = h.metrics.encode(&zun_compute_rs::admin::Health::default());
     assert!(text.contains("outcome=\"rejected\""), "{text}");
     drop(conn);
@@ -144,18 +160,18 @@ async fn a_reply_waits_for_its_queue_until_the_deadline() {
     let conf = write_conf(dir.path(), "zun.conf", &format!("[DEFAULT]\ntransport_url = {}\n", vhost.url()));
     let settings = zun_compute_rs::config::Settings::load(&[&conf], Vec::new()).unwrap();
     let publisher = Arc::new(Publisher::new(Arc::new(AmqpSettings::from_config(&settings).unwrap())));
-    let conn = Connection::connect(&format!("amqp://guest:guest@127.0.0.1:5672/{}", vhost.name), ConnectionProperties::default())
-        .await
-        .unwrap();
+    let conn =
+        Connection::connect(&format!("amqp://guest:guest@127.0.0.1:5672/{}", vhost.name), ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
 
     // Declared a second after the first attempt: delivered by a retry.
     let late = ReplyTo { reply_q: format!("reply_{}", uuid::Uuid::new_v4().simple()), msg_id: "m1".into() };
     let p = publisher.clone();
     let to = late.clone();
-    let sending = tokio::spawn(async move {
-        p.send_reply(&to, &Reply::success("m1", json!({"ok": 1})), Instant::now() + Duration::from_secs(20)).await
-    });
+    let sending =
+        tokio::spawn(
+            async move { p.send_reply(&to, &Reply::success("m1", json!({"ok": 1})), Instant::now() + Duration::from_secs(20)).await },
+        );
     tokio::time::sleep(Duration::from_secs(1)).await; // the queue appears later, on purpose
     ch.queue_declare(ShortString::from(late.reply_q.as_str()), QueueDeclareOptions::default(), FieldTable::default()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(20), sending).await.expect("reply sent").unwrap().expect("delivered once the queue exists");

@@ -104,9 +104,7 @@ impl Metrics {
 
     pub fn operation(&self, method: &str, ok: bool, seconds: f64) {
         let result = if ok { "success" } else { "error" };
-        self.operation_seconds
-            .get_or_create(&OperationLabels { method: method.to_string(), result: result.to_string() })
-            .observe(seconds);
+        self.operation_seconds.get_or_create(&OperationLabels { method: method.to_string(), result: result.to_string() }).observe(seconds);
     }
 
     pub fn docker_call(&self, call: &str, seconds: f64) {

@@ -3,7 +3,9 @@
 use super::{connect_any, field_table, oslo_properties, AmqpError, AmqpSettings};
 use crate::oslo::{self, RequestContext, RpcMessage};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions,
+};
 use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, Connection, Consumer, ExchangeKind};
 use serde_json::{Map, Value};
@@ -39,7 +41,11 @@ impl RpcClient {
         ch.exchange_declare(
             ShortString::from(settings.exchange.as_str()),
             ExchangeKind::Topic,
-            ExchangeDeclareOptions { durable: settings.rabbit.amqp_durable_queues || settings.rabbit.rabbit_quorum_queue, auto_delete: settings.rabbit.amqp_auto_delete, ..Default::default() },
+            ExchangeDeclareOptions {
+                durable: settings.rabbit.amqp_durable_queues || settings.rabbit.rabbit_quorum_queue,
+                auto_delete: settings.rabbit.amqp_auto_delete,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
@@ -52,7 +58,12 @@ impl RpcClient {
         )
         .await?;
         let replies = ch
-            .basic_consume(ShortString::from(reply_q.as_str()), ShortString::from("reply"), BasicConsumeOptions::default(), FieldTable::default())
+            .basic_consume(
+                ShortString::from(reply_q.as_str()),
+                ShortString::from("reply"),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
         Ok(RpcClient { settings, _conn: conn, ch, reply_q, replies: tokio::sync::Mutex::new(replies) })
     }

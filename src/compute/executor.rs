@@ -208,10 +208,13 @@ mod tests {
             let log = log.clone();
             // Earlier jobs sleep longer: an unfair lock would let later ones overtake.
             let delay = Duration::from_micros(((200 - i) * 10) as u64);
-            ex.submit("u1", Box::pin(async move {
-                tokio::time::sleep(delay).await;
-                log.lock().unwrap().push(i);
-            }))
+            ex.submit(
+                "u1",
+                Box::pin(async move {
+                    tokio::time::sleep(delay).await;
+                    log.lock().unwrap().push(i);
+                }),
+            )
             .unwrap();
         }
         assert!(ex.wait_idle(Instant::now() + Duration::from_secs(30)).await);
@@ -226,12 +229,15 @@ mod tests {
         let peak = Arc::new(AtomicUsize::new(0));
         for i in 0..12 {
             let (now, peak) = (now.clone(), peak.clone());
-            ex.submit(&format!("u{i}"), Box::pin(async move {
-                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
-                peak.fetch_max(n, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                now.fetch_sub(1, Ordering::SeqCst);
-            }))
+            ex.submit(
+                &format!("u{i}"),
+                Box::pin(async move {
+                    let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    peak.fetch_max(n, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                }),
+            )
             .unwrap();
         }
         assert!(ex.wait_idle(Instant::now() + Duration::from_secs(30)).await);
@@ -245,16 +251,22 @@ mod tests {
         let (release_tx, release_rx) = tokio::sync::oneshot::channel::<()>();
         let done = Arc::new(AtomicUsize::new(0));
         let d = done.clone();
-        ex.submit("a", Box::pin(async move {
-            let _ = started_tx.send(());
-            let _ = release_rx.await;
-            d.fetch_add(1, Ordering::SeqCst);
-        }))
+        ex.submit(
+            "a",
+            Box::pin(async move {
+                let _ = started_tx.send(());
+                let _ = release_rx.await;
+                d.fetch_add(1, Ordering::SeqCst);
+            }),
+        )
         .unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        ex.submit("a", Box::pin(async move {
-            let _ = tx.send(());
-        }))
+        ex.submit(
+            "a",
+            Box::pin(async move {
+                let _ = tx.send(());
+            }),
+        )
         .unwrap();
         started_rx.await.unwrap();
         let ex2 = ex.clone();
@@ -276,9 +288,12 @@ mod tests {
         let ex = Executor::new(2, None);
         ex.submit("p", Box::pin(async { panic!("boom") })).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
-        ex.submit("p", Box::pin(async move {
-            let _ = tx.send(7);
-        }))
+        ex.submit(
+            "p",
+            Box::pin(async move {
+                let _ = tx.send(7);
+            }),
+        )
         .unwrap();
         assert_eq!(rx.await.unwrap(), 7);
     }

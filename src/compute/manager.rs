@@ -56,13 +56,39 @@ pub fn method_mode(method: &str) -> Option<Mode> {
 
 /// Every method name [`method_mode`] knows, as the closed set of metrics labels.
 pub const METHODS: &[&str] = &[
-    "container_create", "container_delete", "container_start", "container_stop", "container_reboot",
-    "container_rebuild", "container_pause", "container_unpause", "container_kill", "resize_container",
-    "add_security_group", "remove_security_group", "network_attach", "network_detach", "capsule_create",
-    "container_show", "container_logs", "container_exec", "container_exec_resize", "container_update",
-    "container_attach", "container_resize", "container_top", "container_get_archive", "container_put_archive",
-    "container_stats", "container_commit", "image_pull", "image_delete", "image_search", "network_create",
-    "network_delete", "capsule_delete",
+    "container_create",
+    "container_delete",
+    "container_start",
+    "container_stop",
+    "container_reboot",
+    "container_rebuild",
+    "container_pause",
+    "container_unpause",
+    "container_kill",
+    "resize_container",
+    "add_security_group",
+    "remove_security_group",
+    "network_attach",
+    "network_detach",
+    "capsule_create",
+    "container_show",
+    "container_logs",
+    "container_exec",
+    "container_exec_resize",
+    "container_update",
+    "container_attach",
+    "container_resize",
+    "container_top",
+    "container_get_archive",
+    "container_put_archive",
+    "container_stats",
+    "container_commit",
+    "image_pull",
+    "image_delete",
+    "image_search",
+    "network_create",
+    "network_delete",
+    "capsule_delete",
 ];
 
 /// A test's fault injection: called inside the executor before a locked operation runs.
@@ -106,10 +132,9 @@ fn target_uuid(args: &serde_json::Map<String, Value>) -> Result<String, RpcError
             .and_then(Value::as_str)
             .map(str::to_string)
             .ok_or_else(|| RpcError::invalid("the container object has no uuid")),
-        Some(other) => Err(RpcError::builtin(
-            "AttributeError",
-            &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(other)),
-        )),
+        Some(other) => {
+            Err(RpcError::builtin("AttributeError", &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(other))))
+        }
         None => Err(RpcError::builtin("TypeError", "missing required argument: 'container'")),
     }
 }
@@ -173,17 +198,38 @@ mod tests {
     fn every_rpcapi_method_has_its_mode() {
         use Mode::*;
         for (m, want) in [
-            ("container_create", Locked), ("container_delete", Locked), ("container_rebuild", Locked),
-            ("container_reboot", Locked), ("container_stop", Locked), ("container_start", Locked),
-            ("container_pause", Locked), ("container_unpause", Locked), ("container_kill", Locked),
-            ("resize_container", Locked), ("add_security_group", Locked), ("remove_security_group", Locked),
-            ("network_attach", Locked), ("network_detach", Locked), ("capsule_create", Locked),
-            ("container_show", Inline), ("container_logs", Inline), ("container_exec", Inline),
-            ("container_exec_resize", Inline), ("container_update", Inline), ("container_attach", Inline),
-            ("container_resize", Inline), ("container_top", Inline), ("container_get_archive", Inline),
-            ("container_put_archive", Inline), ("container_stats", Inline), ("image_delete", Inline),
-            ("image_pull", Inline), ("image_search", Inline), ("network_create", Inline),
-            ("network_delete", Inline), ("capsule_delete", Inline),
+            ("container_create", Locked),
+            ("container_delete", Locked),
+            ("container_rebuild", Locked),
+            ("container_reboot", Locked),
+            ("container_stop", Locked),
+            ("container_start", Locked),
+            ("container_pause", Locked),
+            ("container_unpause", Locked),
+            ("container_kill", Locked),
+            ("resize_container", Locked),
+            ("add_security_group", Locked),
+            ("remove_security_group", Locked),
+            ("network_attach", Locked),
+            ("network_detach", Locked),
+            ("capsule_create", Locked),
+            ("container_show", Inline),
+            ("container_logs", Inline),
+            ("container_exec", Inline),
+            ("container_exec_resize", Inline),
+            ("container_update", Inline),
+            ("container_attach", Inline),
+            ("container_resize", Inline),
+            ("container_top", Inline),
+            ("container_get_archive", Inline),
+            ("container_put_archive", Inline),
+            ("container_stats", Inline),
+            ("image_delete", Inline),
+            ("image_pull", Inline),
+            ("image_search", Inline),
+            ("network_create", Inline),
+            ("network_delete", Inline),
+            ("capsule_delete", Inline),
         ] {
             assert_eq!(method_mode(m), Some(want), "{m}");
         }
@@ -203,13 +249,13 @@ mod tests {
     #[test]
     fn target_uuid_reads_the_object_or_fails_like_python() {
         let mut args = serde_json::Map::new();
-        args.insert("container".into(), json!({"zun_object.name": "Container", "zun_object.namespace": "zun",
-            "zun_object.version": "1.44", "zun_object.data": {"uuid": "u-1"}}));
+        args.insert(
+            "container".into(),
+            json!({"zun_object.name": "Container", "zun_object.namespace": "zun",
+            "zun_object.version": "1.44", "zun_object.data": {"uuid": "u-1"}}),
+        );
         assert_eq!(target_uuid(&args).unwrap(), "u-1");
         args.insert("container".into(), json!({"uuid": "u-1"}));
-        assert_eq!(
-            target_uuid(&args).unwrap_err(),
-            RpcError::builtin("AttributeError", "'dict' object has no attribute 'uuid'")
-        );
+        assert_eq!(target_uuid(&args).unwrap_err(), RpcError::builtin("AttributeError", "'dict' object has no attribute 'uuid'"));
     }
 }

@@ -171,9 +171,7 @@ pub fn container_create_config(
     // Exposed ports: `{"80/tcp": {}}` → ExposedPorts.
     if let Some(ports) = json_field(container, "exposed_ports")?.filter(truthy) {
         let m = ports.as_object().ok_or_else(|| bad("exposed_ports", "expected a dict"))?;
-        body.exposed_ports = Some(
-            m.keys().map(|k| if k.contains('/') { k.clone() } else { format!("{k}/tcp") }).collect(),
-        );
+        body.exposed_ports = Some(m.keys().map(|k| if k.contains('/') { k.clone() } else { format!("{k}/tcp") }).collect());
     }
 
     body.host_config = Some(host_config(container, opts)?);
@@ -202,7 +200,8 @@ fn host_config(container: &Container, opts: &MappingOptions) -> Result<HostConfi
         hc.auto_remove = Some(true);
     }
     if let Some(mb) = memory_mb(container)? {
-        hc.memory = Some(mb.checked_mul(1024 * 1024).filter(|b| *b >= 0).ok_or_else(|| bad("memory", format!("memory {mb} MB out of range")))?);
+        hc.memory =
+            Some(mb.checked_mul(1024 * 1024).filter(|b| *b >= 0).ok_or_else(|| bad("memory", format!("memory {mb} MB out of range")))?);
     }
     if let Some(cpu) = opt_f64(container, "cpu")? {
         hc.cpu_shares = Some((1024.0 * cpu) as i64);
@@ -254,8 +253,7 @@ fn healthcheck(hc: &Value) -> Result<HealthConfig, MappingError> {
 fn restart_policy(rp: &Value) -> Result<RestartPolicy, MappingError> {
     let m = rp.as_object().ok_or_else(|| bad("restart_policy", "expected a dict"))?;
     let name = m.get("Name").and_then(Value::as_str).unwrap_or("");
-    let name: RestartPolicyNameEnum =
-        name.parse().map_err(|_| bad("restart_policy", format!("unknown restart policy name {name:?}")))?;
+    let name: RestartPolicyNameEnum = name.parse().map_err(|_| bad("restart_policy", format!("unknown restart policy name {name:?}")))?;
     let count = match m.get("MaximumRetryCount") {
         None | Some(Value::Null) => return Err(bad("restart_policy", "MaximumRetryCount is missing")),
         Some(v) => number(v)
@@ -350,11 +348,7 @@ fn string_map(c: &Container, field: &'static str) -> Result<Option<Vec<(String, 
         Some(v) => v,
     };
     let m = v.as_object().ok_or_else(|| bad(field, "expected a dict"))?;
-    Ok(Some(
-        m.iter()
-            .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
-            .collect(),
-    ))
+    Ok(Some(m.iter().map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string()))).collect()))
 }
 
 /// The `cpuset` field: a nested `Cpuset` primitive, a plain dict, or a JSON string.
@@ -612,10 +606,8 @@ mod tests {
 
         // Healthcheck: JSON string form, string test → CMD-SHELL, seconds → ns.
         let mut c = base();
-        c.data.insert(
-            "healthcheck".into(),
-            json!("{\"test\": \"curl -f localhost\", \"interval\": 5, \"timeout\": 2, \"retries\": \"3\"}"),
-        );
+        c.data
+            .insert("healthcheck".into(), json!("{\"test\": \"curl -f localhost\", \"interval\": 5, \"timeout\": 2, \"retries\": \"3\"}"));
         let b = body_json(&c, "b", "l", &opts);
         assert_eq!(
             b["Healthcheck"],

@@ -134,12 +134,7 @@ pub fn populate_from_inspect(container: &mut Container, inspect: &Value, force: 
             let ports: Vec<Value> = config
                 .get("ExposedPorts")
                 .and_then(Value::as_object)
-                .map(|m| {
-                    m.keys()
-                        .filter_map(|k| k.split('/').next().and_then(|p| p.parse::<i64>().ok()))
-                        .map(Value::from)
-                        .collect()
-                })
+                .map(|m| m.keys().filter_map(|k| k.split('/').next().and_then(|p| p.parse::<i64>().ok())).map(Value::from).collect())
                 .unwrap_or_default();
             set_if_changed(container, "ports", Value::Array(ports));
         }

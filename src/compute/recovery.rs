@@ -41,7 +41,8 @@ pub async fn recover(svc: &Services, manager: &Manager) -> Report {
         known.insert(uuid.clone());
         let status = c.get_str("status").unwrap_or_default().to_string();
         let task = c.get_str("task_state").map(str::to_string);
-        if status == Status::Creating.as_str() || task.as_deref().and_then(TaskState::from_wire).is_some_and(|t| CREATE_TASKS.contains(&t)) {
+        if status == Status::Creating.as_str() || task.as_deref().and_then(TaskState::from_wire).is_some_and(|t| CREATE_TASKS.contains(&t))
+        {
             c.set_status(Status::Error, Some("Container failed to create correctly"));
             c.set_task_state(None);
             if let Err(e) = svc.store.container_update(&mut c).await {

@@ -32,8 +32,7 @@ pub struct ComputeSettings {
 impl ComputeSettings {
     pub fn from_settings(s: &Settings) -> Self {
         let d = &s.docker;
-        let console_host =
-            d.docker_remote_api_host.clone().or_else(|| s.default.my_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
+        let console_host = d.docker_remote_api_host.clone().or_else(|| s.default.my_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
         ComputeSettings {
             default_disk_gb: s.default.default_disk,
             default_memory_swap: s.default.default_memory_swap,
@@ -46,10 +45,7 @@ impl ComputeSettings {
                 .map(|u| (u, d.default_registry_password.clone().unwrap_or_else(|| Secret::new("")))),
             exec_timeout: Duration::from_secs(d.execute_timeout.max(1)),
             stop_timeout_s: d.default_timeout,
-            remote_api_url: d
-                .docker_remote_api_url
-                .clone()
-                .unwrap_or_else(|| format!("tcp://{console_host}:{}", d.docker_remote_api_port)),
+            remote_api_url: d.docker_remote_api_url.clone().unwrap_or_else(|| format!("tcp://{console_host}:{}", d.docker_remote_api_port)),
             attach_base: format!("ws://{console_host}:{}/v{}", d.docker_remote_api_port, d.docker_remote_api_version),
         }
     }

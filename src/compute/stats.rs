@@ -32,12 +32,9 @@ fn num(v: Option<&Value>, what: &'static str) -> Result<f64, StatsError> {
 /// Integer sums as Python keeps them (ints stay ints).
 fn int(v: Option<&Value>) -> i128 {
     match v {
-        Some(Value::Number(n)) => n
-            .as_i64()
-            .map(i128::from)
-            .or_else(|| n.as_u64().map(i128::from))
-            .or_else(|| n.as_f64().map(|f| f as i128))
-            .unwrap_or(0),
+        Some(Value::Number(n)) => {
+            n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)).or_else(|| n.as_f64().map(|f| f as i128)).unwrap_or(0)
+        }
         _ => 0,
     }
 }
@@ -69,11 +66,7 @@ pub fn zun_stats(container_name: Option<&str>, raw: &Value) -> Result<Map<String
     let mem_percent = mem_usage / mem_limit * 100.0;
 
     let (mut io_read, mut io_write) = (0i128, 0i128);
-    let blk = raw
-        .get("blkio_stats")
-        .ok_or(StatsError::Missing("blkio_stats"))?
-        .get("io_service_bytes_recursive")
-        .and_then(Value::as_array);
+    let blk = raw.get("blkio_stats").ok_or(StatsError::Missing("blkio_stats"))?.get("io_service_bytes_recursive").and_then(Value::as_array);
     for item in blk.into_iter().flatten() {
         match item.get("op").and_then(Value::as_str).map(str::to_lowercase).as_deref() {
             Some("read") => io_read += int(item.get("value")),

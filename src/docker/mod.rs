@@ -124,8 +124,7 @@ impl DockerInfo {
 
     /// devicemapper's `Base Device Size` in GB (zun: `float(value.strip('GB'))`).
     pub fn base_device_size_gb(&self) -> Option<f64> {
-        self.driver_status_value("Base Device Size")
-            .and_then(|v| v.trim_matches(|c| c == 'G' || c == 'B').trim().parse().ok())
+        self.driver_status_value("Base Device Size").and_then(|v| v.trim_matches(|c| c == 'G' || c == 'B').trim().parse().ok())
     }
 
     /// zun's `check_supported_disk_quota` from the storage driver alone: `Some(true)` for
@@ -237,11 +236,7 @@ impl DockerClient {
                 tracing::debug!(request, error = %err, "docker call failed");
                 Err(err)
             }
-            Err(_) => Err(DockerError::new(
-                DockerErrorKind::Timeout,
-                format!("no answer within {:.1}s", limit.as_secs_f64()),
-                request,
-            )),
+            Err(_) => Err(DockerError::new(DockerErrorKind::Timeout, format!("no answer within {:.1}s", limit.as_secs_f64()), request)),
         }
     }
 
@@ -305,18 +300,9 @@ impl DockerClient {
     /// `POST /images/create?fromImage=repo&tag=tag`, following the progress stream to its
     /// end (the timeout applies to each wait for the next progress message). Returns the
     /// last status line (e.g. `Status: Image is up to date for ...`).
-    pub async fn pull(
-        &self,
-        repo: &str,
-        tag: &str,
-        credentials: Option<&RegistryCredentials>,
-    ) -> Result<String, DockerError> {
+    pub async fn pull(&self, repo: &str, tag: &str, credentials: Option<&RegistryCredentials>) -> Result<String, DockerError> {
         let req = format!("POST /images/create?fromImage={repo}&tag={tag}");
-        let opts = qp::CreateImageOptions {
-            from_image: Some(repo.to_string()),
-            tag: Some(tag.to_string()),
-            ..Default::default()
-        };
+        let opts = qp::CreateImageOptions { from_image: Some(repo.to_string()), tag: Some(tag.to_string()), ..Default::default() };
         let creds = credentials.map(|c| bollard::auth::DockerCredentials {
             username: Some(c.username.clone()),
             password: Some(c.password.clone()),
@@ -336,13 +322,7 @@ impl DockerClient {
                 }
                 Some(Ok(info)) => {
                     let status = info.status.unwrap_or_default();
-                    tracing::debug!(
-                        repo,
-                        tag,
-                        layer = info.id.as_deref().unwrap_or(""),
-                        status = status.as_str(),
-                        "pull progress"
-                    );
+                    tracing::debug!(repo, tag, layer = info.id.as_deref().unwrap_or(""), status = status.as_str(), "pull progress");
                     if !status.is_empty() {
                         last_status = status;
                     }
@@ -522,10 +502,7 @@ impl DockerClient {
     ) -> impl futures_util::Stream<Item = Result<(String, String, String), DockerError>> + Send + 'static {
         let mut filters = HashMap::new();
         filters.insert("type".to_string(), vec!["container".to_string()]);
-        filters.insert(
-            "event".to_string(),
-            ["start", "die", "pause", "unpause", "destroy", "oom"].iter().map(|s| s.to_string()).collect(),
-        );
+        filters.insert("event".to_string(), ["start", "die", "pause", "unpause", "destroy", "oom"].iter().map(|s| s.to_string()).collect());
         let opts = qp::EventsOptions { since: since.map(|t| t.to_string()), until: None, filters: Some(filters) };
         self.docker.events(Some(opts)).filter_map(|item| async move {
             match item {
@@ -711,12 +688,7 @@ impl DockerClient {
     ) -> Result<(), DockerError> {
         let id = &path_segment(id);
         let req = format!("POST /containers/{id}/update");
-        let body = bollard::models::ContainerUpdateBody {
-            memory,
-            memory_swap: memswap,
-            cpu_shares,
-            ..Default::default()
-        };
+        let body = bollard::models::ContainerUpdateBody { memory, memory_swap: memswap, cpu_shares, ..Default::default() };
         self.timed(&req, self.docker.update_container(id, body)).await
     }
 }

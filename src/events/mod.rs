@@ -44,7 +44,8 @@ impl Notifier {
             while let Some(ev) = rx.recv().await {
                 let body = oslo::encode_envelope(&notification_message(&pid, &ev));
                 for topic in &topics {
-                    let (ex, queue, bind) = oslo::topology::notification_queue(&exchange, topic, &ev.priority.to_ascii_lowercase(), &rabbit);
+                    let (ex, queue, bind) =
+                        oslo::topology::notification_queue(&exchange, topic, &ev.priority.to_ascii_lowercase(), &rabbit);
                     if let Err(e) = publisher.notify(&ex, &queue, &bind, &body).await {
                         tracing::warn!(event_type = %ev.event_type, error = %e, "notification not sent");
                     }

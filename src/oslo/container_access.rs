@@ -370,9 +370,7 @@ impl Container {
     pub fn ports(&self) -> Option<Vec<i64>> {
         match self.get("ports")? {
             Value::Array(a) => Some(
-                a.iter()
-                    .filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| crate::oslo::version::py_int(s).ok())))
-                    .collect(),
+                a.iter().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| crate::oslo::version::py_int(s).ok()))).collect(),
             ),
             _ => None,
         }
@@ -469,9 +467,12 @@ mod tests {
 
     #[test]
     fn master_fields() {
-        let mut c = container("1.44", json!({"memory": "512", "cpu": 0.5, "command": ["sh", "-c", "x"], "status": "Running",
+        let mut c = container(
+            "1.44",
+            json!({"memory": "512", "cpu": 0.5, "command": ["sh", "-c", "x"], "status": "Running",
             "restart_policy": {"Name": "on-failure", "MaximumRetryCount": "3"}, "healthcheck": "{}", "exposed_ports": "{\"80/tcp\": {}}",
-            "started_at": null, "ports": [80], "labels": {"a": "b"}}));
+            "started_at": null, "ports": [80], "labels": {"a": "b"}}),
+        );
         c.validate().unwrap();
         assert_eq!(c.memory(), Some(512));
         assert_eq!(c.cpu(), Some(0.5));
@@ -499,9 +500,18 @@ mod tests {
 
     #[test]
     fn one_memory_parser_for_every_form() {
-        for (s, mb) in [("512", 512), ("512M", 512), ("512m", 512), (" 64 ", 64), ("1G", 1024), ("1g", 1024), ("0.5G", 512),
-            ("1024k", 1), ("1048576b", 1), ("0", 0)]
-        {
+        for (s, mb) in [
+            ("512", 512),
+            ("512M", 512),
+            ("512m", 512),
+            (" 64 ", 64),
+            ("1G", 1024),
+            ("1g", 1024),
+            ("0.5G", 512),
+            ("1024k", 1),
+            ("1048576b", 1),
+            ("0", 0),
+        ] {
             assert_eq!(parse_memory_mb(s), Ok(mb), "{s}");
         }
         for s in ["", "x", "M", "-1", "-1G", "inf", "nan", "1T", "17592186044416", "99999999999999999999"] {

@@ -126,10 +126,8 @@ pub const CONTAINER_FIELDS: &[FieldSpec] = &[
 ];
 
 /// Extra fields of `Capsule` (v1.0 .. 1.4).
-pub const CAPSULE_EXTRA_FIELDS: &[FieldSpec] = &[
-    f("containers", T::ListOfObjects("CapsuleContainer"), 0),
-    f("init_containers", T::ListOfObjects("CapsuleInitContainer"), 0),
-];
+pub const CAPSULE_EXTRA_FIELDS: &[FieldSpec] =
+    &[f("containers", T::ListOfObjects("CapsuleContainer"), 0), f("init_containers", T::ListOfObjects("CapsuleInitContainer"), 0)];
 
 /// Extra field of `CapsuleContainer` and `CapsuleInitContainer` (v1.0 .. 1.4).
 pub const CAPSULE_CONTAINER_EXTRA_FIELDS: &[FieldSpec] =

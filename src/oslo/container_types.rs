@@ -178,7 +178,9 @@ impl Cpuset {
     /// From the `zun_object.data` of a Cpuset primitive.
     pub fn from_data(d: &Map<String, Value>) -> Self {
         let ints = |k: &str| -> Option<Vec<i64>> {
-            d.get(k)?.as_array().map(|a| a.iter().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))).collect())
+            d.get(k)?
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.trim().parse().ok()))).collect())
         };
         Cpuset { cpuset_cpus: ints("cpuset_cpus"), cpuset_mems: ints("cpuset_mems") }
     }

@@ -107,9 +107,7 @@ impl RequestContext {
     /// `timestamp` parsed (`2024-05-17T09:30:12.345678`); `None` if absent or malformed.
     pub fn timestamp(&self) -> Option<NaiveDateTime> {
         let s = self.str_of("timestamp")?;
-        NaiveDateTime::parse_from_str(s, TIMESTAMP_FORMAT)
-            .or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
-            .ok()
+        NaiveDateTime::parse_from_str(s, TIMESTAMP_FORMAT).or_else(|_| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S")).ok()
     }
 
     /// The context flattened back into message keys (`_context_<key>`), wire order.

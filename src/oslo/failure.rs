@@ -245,7 +245,9 @@ impl RemoteFailure {
         };
         let tb = match m.get("tb") {
             None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a.iter().map(|l| l.as_str().map(str::to_string).ok_or_else(|| bad("tb", "a list of strings"))).collect::<Result<_, _>>()?,
+            Some(Value::Array(a)) => {
+                a.iter().map(|l| l.as_str().map(str::to_string).ok_or_else(|| bad("tb", "a list of strings"))).collect::<Result<_, _>>()?
+            }
             Some(_) => return Err(bad("tb", "a list of strings")),
         };
         let args = match m.get("args") {
@@ -343,10 +345,7 @@ impl RemoteFailure {
     }
 
     pub fn container_action_not_found(request_id: &str, container_uuid: &str) -> Self {
-        Self::zun(
-            "ContainerActionNotFound",
-            &[("request_id", Value::from(request_id)), ("container_uuid", Value::from(container_uuid))],
-        )
+        Self::zun("ContainerActionNotFound", &[("request_id", Value::from(request_id)), ("container_uuid", Value::from(container_uuid))])
     }
 
     pub fn base64_exception() -> Self {
@@ -473,7 +472,10 @@ mod tests {
         assert_eq!(f.message, "Container 00000000-0000-0000-0000-00000000dead could not be found.");
         assert_eq!(f.args, vec![json!("Container 00000000-0000-0000-0000-00000000dead could not be found.")]);
         assert_eq!(Value::Object(f.kwargs.clone()), json!({"container": "00000000-0000-0000-0000-00000000dead", "code": 404}));
-        assert_eq!(f.tb.last().unwrap(), "zun.common.exception.ContainerNotFound: Container 00000000-0000-0000-0000-00000000dead could not be found.\n");
+        assert_eq!(
+            f.tb.last().unwrap(),
+            "zun.common.exception.ContainerNotFound: Container 00000000-0000-0000-0000-00000000dead could not be found.\n"
+        );
         let back = RemoteFailure::from_json_str(&f.to_json_string()).unwrap();
         assert_eq!(back, f);
     }
@@ -484,7 +486,10 @@ mod tests {
         assert_eq!(f.message, "disk 100% full");
         assert_eq!(f.args, vec![json!("disk 100%% full")]);
         assert_eq!(f.code(), Some(400));
-        assert_eq!(py_percent_format("a %(x)s %(y)d %% %(z)r", json!({"x": "s", "y": 3, "z": "q"}).as_object().unwrap()).unwrap(), "a s 3 % 'q'");
+        assert_eq!(
+            py_percent_format("a %(x)s %(y)d %% %(z)r", json!({"x": "s", "y": 3, "z": "q"}).as_object().unwrap()).unwrap(),
+            "a s 3 % 'q'"
+        );
         assert!(py_percent_format("%(missing)s", &Map::new()).is_none());
     }
 

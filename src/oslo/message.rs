@@ -11,7 +11,7 @@
 use crate::oslo::context::{RequestContext, CONTEXT_PREFIX};
 use crate::oslo::error::CodecError;
 use crate::oslo::failure::RemoteFailure;
-use crate::oslo::pyjson::{py_type_name, py_repr};
+use crate::oslo::pyjson::{py_repr, py_type_name};
 use serde_json::{Map, Value};
 
 pub const KEY_METHOD: &str = "method";
@@ -233,7 +233,13 @@ impl Reply {
     }
 
     pub fn failure(msg_id: &str, failure: &RemoteFailure) -> Self {
-        Reply { result: Value::Null, failure: Some(failure.to_json_string()), ending: true, msg_id: msg_id.into(), unique_id: new_uuid_hex() }
+        Reply {
+            result: Value::Null,
+            failure: Some(failure.to_json_string()),
+            ending: true,
+            msg_id: msg_id.into(),
+            unique_id: new_uuid_hex(),
+        }
     }
 
     /// The call-monitor keep-alive: `{result: null, failure: null, ending: false}`.
@@ -259,7 +265,10 @@ impl Reply {
     /// Reads a reply. `failure` must be null or a string, `ending` a bool (absent means
     /// true, as oslo's waiter treats old replies), `_msg_id` a string.
     pub fn from_map(m: &Map<String, Value>) -> Result<Reply, CodecError> {
-        let bad = |key: &str, want: &str, v: &Value| CodecError::BadKey { key: key.into(), detail: format!("expected {want}, got {}", py_type_name(v)) };
+        let bad = |key: &str, want: &str, v: &Value| CodecError::BadKey {
+            key: key.into(),
+            detail: format!("expected {want}, got {}", py_type_name(v)),
+        };
         let failure = match m.get(KEY_FAILURE) {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s.clone()),

@@ -6,8 +6,7 @@
 //! nested objects as nested primitives). The store converts wire form to columns; the
 //! domain reads and writes through typed accessors.
 use crate::oslo::container_fields::{
-    self, capsule_minor_to_container_minor, FieldSpec, FieldType, CAPSULE_CONTAINER_EXTRA_FIELDS, CAPSULE_EXTRA_FIELDS,
-    CPUSET_FIELDS,
+    self, capsule_minor_to_container_minor, FieldSpec, FieldType, CAPSULE_CONTAINER_EXTRA_FIELDS, CAPSULE_EXTRA_FIELDS, CPUSET_FIELDS,
 };
 use crate::oslo::failure::RemoteFailure;
 use crate::oslo::version::{object_version_is_compatible, version_tuple};
@@ -57,9 +56,7 @@ impl ObjectPrimitive {
     }
 
     pub fn from_value(v: &Value) -> Result<Self, ObjectError> {
-        let m = v
-            .as_object()
-            .ok_or_else(|| ObjectError::NotAnObject(type_name(v).to_string()))?;
+        let m = v.as_object().ok_or_else(|| ObjectError::NotAnObject(type_name(v).to_string()))?;
         let s = |key: &'static str| -> Result<String, ObjectError> {
             match m.get(key) {
                 None => Err(ObjectError::MissingKey(key)),
@@ -79,10 +76,9 @@ impl ObjectPrimitive {
             Some(Value::Array(a)) => a
                 .iter()
                 .map(|c| {
-                    c.as_str().map(str::to_string).ok_or_else(|| ObjectError::BadKey {
-                        key: KEY_CHANGES,
-                        detail: "expected a list of field names".into(),
-                    })
+                    c.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| ObjectError::BadKey { key: KEY_CHANGES, detail: "expected a list of field names".into() })
                 })
                 .collect::<Result<_, _>>()?,
             Some(other) => {
@@ -343,7 +339,11 @@ fn bad_field(object: &str, field: &str, detail: String) -> ObjectError {
 
 fn validate_field(object: &str, spec: &FieldSpec, value: &Value) -> Result<(), ObjectError> {
     if value.is_null() {
-        return if spec.nullable { Ok(()) } else { Err(bad_field(object, spec.name, format!("ValueError: Field `{}' cannot be None", spec.name))) };
+        return if spec.nullable {
+            Ok(())
+        } else {
+            Err(bad_field(object, spec.name, format!("ValueError: Field `{}' cannot be None", spec.name)))
+        };
     }
     container_fields::check_value(spec.ty, spec.name, value).map_err(|d| bad_field(object, spec.name, d))?;
     match spec.ty {

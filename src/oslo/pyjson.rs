@@ -241,9 +241,7 @@ impl<'a> Parser<'a> {
                                 return Err(self.err("Invalid \\uXXXX escape"));
                             };
                             self.i += 6;
-                            if (0xD800..0xDC00).contains(&u)
-                                && self.s.get(self.i) == Some(&b'\\')
-                                && self.s.get(self.i + 1) == Some(&b'u')
+                            if (0xD800..0xDC00).contains(&u) && self.s.get(self.i) == Some(&b'\\') && self.s.get(self.i + 1) == Some(&b'u')
                             {
                                 if let Some(lo) = self.hex4(self.i + 2) {
                                     if (0xDC00..0xE000).contains(&lo) {
@@ -620,7 +618,8 @@ mod tests {
 
     #[test]
     fn rejects_what_python_rejects() {
-        for bad in ["", "01", "1.", ".5", "+1", "[1,]", "{\"a\":1,}", "'a'", "\"\x01\"", "\"\\x\"", "nul", "[1] 2", "\u{feff}{}", "{1: 2}"] {
+        for bad in ["", "01", "1.", ".5", "+1", "[1,]", "{\"a\":1,}", "'a'", "\"\x01\"", "\"\\x\"", "nul", "[1] 2", "\u{feff}{}", "{1: 2}"]
+        {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
         let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
@@ -676,7 +675,9 @@ mod fast_path_tests {
             }
         }
         assert!(checked > 20);
-        for text in ["[NaN, Infinity, -Infinity]", "[1e999]", "\"\\ud800\"", "{\"a\": 1, \"a\": 2}", "[1.0, -0, 1e-07, 18446744073709551616]"] {
+        for text in
+            ["[NaN, Infinity, -Infinity]", "[1e999]", "\"\\ud800\"", "{\"a\": 1, \"a\": 2}", "[1.0, -0, 1e-07, 18446744073709551616]"]
+        {
             assert_eq!(parse(text), parse_exact(text), "{text}");
         }
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));

@@ -148,7 +148,9 @@ pub struct ConsumeSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Declaration {
     /// Basic.Qos(prefetch_size=0, prefetch_count, global=false).
-    Qos { prefetch_count: u16 },
+    Qos {
+        prefetch_count: u16,
+    },
     Exchange(ExchangeSpec),
     Queue(QueueSpec),
     Bind(Binding),
@@ -260,12 +262,7 @@ pub fn fanout_queue(topic: &str, fanout_suffix_hex: &str, opts: &RabbitOptions) 
         durable: opts.rabbit_transient_quorum_queue || opts.rabbit_stream_fanout,
         auto_delete: false,
         exclusive: false,
-        arguments: queue_arguments(
-            opts,
-            opts.rabbit_transient_quorum_queue,
-            opts.rabbit_transient_queues_ttl,
-            opts.rabbit_stream_fanout,
-        ),
+        arguments: queue_arguments(opts, opts.rabbit_transient_quorum_queue, opts.rabbit_transient_queues_ttl, opts.rabbit_stream_fanout),
     }
 }
 

@@ -48,7 +48,8 @@ pub async fn gather(svc: &Services, existing: Option<&ComputeNodeRecord>) -> Res
     let cpuset: Vec<i64> = (0..info.ncpu).collect();
     let mut rec = existing.cloned().unwrap_or_default();
     rec.hostname = svc.host.clone();
-    rec.numa_topology = json!({"nodes": [{"id": 0, "cpuset": cpuset, "pinned_cpus": [], "mem_total": mem_total, "mem_available": mem_available}]});
+    rec.numa_topology =
+        json!({"nodes": [{"id": 0, "cpuset": cpuset, "pinned_cpus": [], "mem_total": mem_total, "mem_available": mem_available}]});
     rec.mem_total = mem_total;
     rec.mem_free = mem_free;
     rec.mem_available = mem_available;

@@ -76,8 +76,7 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
             return;
         }
     };
-    let by_id: std::collections::HashMap<&str, &crate::docker::ContainerSummary> =
-        listed.iter().map(|s| (s.id.as_str(), s)).collect();
+    let by_id: std::collections::HashMap<&str, &crate::docker::ContainerSummary> = listed.iter().map(|s| (s.id.as_str(), s)).collect();
     for c in rows {
         if !sync_applies(&c) {
             continue;
@@ -110,7 +109,11 @@ fn sync_applies(c: &Container) -> bool {
 fn apply_docker_state(c: &mut Container, state: &str) {
     populate::populate_from_list_state(c, state, false);
     let status = c.get_str("status").unwrap_or_default().to_string();
-    if c.changes.contains("status") && status != "Error" && !c.changes.contains("status_reason") && c.get("status_reason").is_some_and(|r| !r.is_null()) {
+    if c.changes.contains("status")
+        && status != "Error"
+        && !c.changes.contains("status_reason")
+        && c.get("status_reason").is_some_and(|r| !r.is_null())
+    {
         c.set("status_reason", Value::Null);
     }
 }
@@ -170,7 +173,8 @@ async fn resync_one(svc: &Services, uuid: &str, docker_id: &str, source: &'stati
     if !has_effective_changes(&c, &before) {
         return;
     }
-    let changed: Vec<&String> = c.changes.iter().filter(|f| c.get(f).unwrap_or(&Value::Null) != before.get(f).unwrap_or(&Value::Null)).collect();
+    let changed: Vec<&String> =
+        c.changes.iter().filter(|f| c.get(f).unwrap_or(&Value::Null) != before.get(f).unwrap_or(&Value::Null)).collect();
     let keep: std::collections::BTreeSet<String> = changed.iter().map(|f| f.to_string()).collect();
     c.changes = keep;
     let (from, to) = (before.get_str("status").unwrap_or("-"), c.get_str("status").unwrap_or("-"));

@@ -16,24 +16,48 @@
 //! cannot be stored in zun's `utf8mb3` columns; in plain text columns they are replaced with
 //! U+FFFD instead of failing the write (JSON columns escape them as `\ud83d\ude00`, like Python).
 use super::pyjson;
-use crate::oslo::pyjson::py_float_value as py_float;
 use super::sql::{Kind, Val};
 use super::{time_from_wire, time_to_wire, StoreError};
 use crate::oslo::object::{KEY_DATA, KEY_NAME, KEY_NAMESPACE, KEY_VERSION, ZUN_NAMESPACE};
+use crate::oslo::pyjson::py_float_value as py_float;
 use crate::oslo::{Container, ObjectPrimitive};
 use serde_json::{Map, Value};
 
 /// zun's container statuses (containers and capsules).
 pub const STATUSES: &[&str] = &[
-    "Error", "Running", "Stopped", "Paused", "Unknown", "Creating", "Created", "Deleted", "Deleting", "Rebuilding",
-    "Dead", "Restarting", "Pending", "Succeeded", "Failed",
+    "Error",
+    "Running",
+    "Stopped",
+    "Paused",
+    "Unknown",
+    "Creating",
+    "Created",
+    "Deleted",
+    "Deleting",
+    "Rebuilding",
+    "Dead",
+    "Restarting",
+    "Pending",
+    "Succeeded",
+    "Failed",
 ];
 
 /// zun's task states.
 pub const TASK_STATES: &[&str] = &[
-    "image_pulling", "container_creating", "container_starting", "container_deleting", "container_stopping",
-    "container_rebooting", "container_pausing", "container_unpausing", "container_killing", "sg_adding",
-    "sg_removing", "network_attaching", "network_detaching", "container_rebuilding",
+    "image_pulling",
+    "container_creating",
+    "container_starting",
+    "container_deleting",
+    "container_stopping",
+    "container_rebooting",
+    "container_pausing",
+    "container_unpausing",
+    "container_killing",
+    "sg_adding",
+    "sg_removing",
+    "network_attaching",
+    "network_detaching",
+    "container_rebuilding",
 ];
 
 const TEXT_BYTES: usize = 65_535;
@@ -402,12 +426,8 @@ pub fn row_to_container(fields: &[(&str, Codec)], row: Vec<Val>) -> Result<Conta
     let mut row = row;
     let ctype = row.pop().and_then(|v| v.as_i64()).unwrap_or(0);
     let (name, version) = object_for_type(ctype);
-    let uuid = row
-        .iter()
-        .zip(fields)
-        .find(|(_, (n, _))| *n == "uuid")
-        .and_then(|(v, _)| v.as_str().map(str::to_string))
-        .unwrap_or_default();
+    let uuid =
+        row.iter().zip(fields).find(|(_, (n, _))| *n == "uuid").and_then(|(v, _)| v.as_str().map(str::to_string)).unwrap_or_default();
     let mut data = Map::new();
     for ((field, codec), v) in fields.iter().zip(row) {
         if *field == "capsule_id" && !(ctype == 2 || ctype == 3) {
@@ -421,13 +441,7 @@ pub fn row_to_container(fields: &[(&str, Codec)], row: Vec<Val>) -> Result<Conta
         })?;
         data.insert(field.to_string(), value);
     }
-    let p = ObjectPrimitive {
-        name: name.into(),
-        namespace: ZUN_NAMESPACE.into(),
-        version: version.into(),
-        data,
-        changes: Vec::new(),
-    };
+    let p = ObjectPrimitive { name: name.into(), namespace: ZUN_NAMESPACE.into(), version: version.into(), data, changes: Vec::new() };
     Container::from_primitive(p).map_err(|e| StoreError::CorruptRow {
         table: "container",
         column: "*".into(),
@@ -472,8 +486,8 @@ pub fn insert_columns(c: &Container, uuid: &str) -> Result<Vec<(&'static str, Va
             continue;
         }
         let v = c.data.get(field).unwrap_or(&Value::Null);
-        let enc = encode(codec, v, true)
-            .map_err(|reason| StoreError::InvalidField { uuid: uuid.into(), field: field.to_string(), reason })?;
+        let enc =
+            encode(codec, v, true).map_err(|reason| StoreError::InvalidField { uuid: uuid.into(), field: field.to_string(), reason })?;
         let Enc::Set(mut val) = enc else { continue };
         if val == Val::Null {
             // Python-side column defaults of zun's model.

@@ -65,13 +65,7 @@ impl Store {
 
     /// `EventReporter.__enter__`: finds the action and inserts the event row with
     /// `start_time = now`. [`StoreError::ContainerActionNotFound`] when no action matches.
-    pub async fn event_start(
-        &self,
-        container_uuid: &str,
-        request_id: &str,
-        ctx_has_project_id: bool,
-        event: &str,
-    ) -> Result<()> {
+    pub async fn event_start(&self, container_uuid: &str, request_id: &str, ctx_has_project_id: bool, event: &str) -> Result<()> {
         self.retrying(|| async move {
             let mut tx = self.db.begin().await.map_err(|e| StoreError::db("container_actions", e))?;
             let action_id = find_action(&mut tx, container_uuid, request_id, ctx_has_project_id).await?;

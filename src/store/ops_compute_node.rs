@@ -86,17 +86,37 @@ impl Default for ComputeNodeRecord {
 
 /// Writable columns (everything but the key and the timestamps), in table order.
 const WRITE_COLS: &[&str] = &[
-    "hostname", "numa_topology", "mem_total", "mem_free", "mem_available", "total_containers", "running_containers",
-    "paused_containers", "stopped_containers", "cpus", "cpu_used", "architecture", "os_type", "os", "kernel_version",
-    "labels", "mem_used", "pci_stats", "disk_total", "disk_used", "disk_quota_supported", "runtimes",
-    "enable_cpu_pinning", "rp_uuid",
+    "hostname",
+    "numa_topology",
+    "mem_total",
+    "mem_free",
+    "mem_available",
+    "total_containers",
+    "running_containers",
+    "paused_containers",
+    "stopped_containers",
+    "cpus",
+    "cpu_used",
+    "architecture",
+    "os_type",
+    "os",
+    "kernel_version",
+    "labels",
+    "mem_used",
+    "pci_stats",
+    "disk_total",
+    "disk_used",
+    "disk_quota_supported",
+    "runtimes",
+    "enable_cpu_pinning",
+    "rp_uuid",
 ];
 
 fn kind_of(col: &str) -> Kind {
     match col {
         "cpu_used" => Kind::Float,
-        "hostname" | "numa_topology" | "architecture" | "os_type" | "os" | "kernel_version" | "labels" | "pci_stats"
-        | "runtimes" | "rp_uuid" => Kind::Text,
+        "hostname" | "numa_topology" | "architecture" | "os_type" | "os" | "kernel_version" | "labels" | "pci_stats" | "runtimes"
+        | "rp_uuid" => Kind::Text,
         _ => Kind::Int,
     }
 }
@@ -292,10 +312,7 @@ async fn select_tx(tx: &mut Tx, hostname: &str, lock: bool) -> Result<Option<(Co
         "SELECT {cols} FROM `compute_node` WHERE `hostname` = ? ORDER BY `created_at`, `uuid` LIMIT 1{}",
         if lock { tx.for_update() } else { "" }
     );
-    let rows = tx
-        .fetch(&sql, &[Val::Text(hostname.into())], &kinds)
-        .await
-        .map_err(|e| StoreError::db("compute_node", e))?;
+    let rows = tx.fetch(&sql, &[Val::Text(hostname.into())], &kinds).await.map_err(|e| StoreError::db("compute_node", e))?;
     match rows.into_iter().next() {
         None => Ok(None),
         Some(r) => {
@@ -351,18 +368,13 @@ impl Store {
                     let mut params = vec![Val::Time(ts), Val::Text(rec.uuid.clone())];
                     params.extend(vals);
                     let marks = vec!["?"; cols.len()].join(", ");
-                    tx.exec(&format!("INSERT INTO `compute_node` ({}) VALUES ({marks})", cols.join(", ")), &params)
-                        .await
-                        .map_err(|e| {
-                            if super::sql::is_duplicate(&e) {
-                                StoreError::Duplicate {
-                                    table: "compute_node".into(),
-                                    detail: format!("uuid or rp_uuid of {}", rec.uuid),
-                                }
-                            } else {
-                                err(e)
-                            }
-                        })?;
+                    tx.exec(&format!("INSERT INTO `compute_node` ({}) VALUES ({marks})", cols.join(", ")), &params).await.map_err(|e| {
+                        if super::sql::is_duplicate(&e) {
+                            StoreError::Duplicate { table: "compute_node".into(), detail: format!("uuid or rp_uuid of {}", rec.uuid) }
+                        } else {
+                            err(e)
+                        }
+                    })?;
                     tracing::info!(hostname = %rec.hostname, uuid = %rec.uuid, "compute_node created");
                 }
                 Some((existing, raw)) => {
@@ -380,12 +392,9 @@ impl Store {
                     if !sets.is_empty() {
                         params.push(Val::Time(ts));
                         params.push(Val::Text(existing.uuid.clone()));
-                        tx.exec(
-                            &format!("UPDATE `compute_node` SET {}, `updated_at` = ? WHERE `uuid` = ?", sets.join(", ")),
-                            &params,
-                        )
-                        .await
-                        .map_err(err)?;
+                        tx.exec(&format!("UPDATE `compute_node` SET {}, `updated_at` = ? WHERE `uuid` = ?", sets.join(", ")), &params)
+                            .await
+                            .map_err(err)?;
                     }
                 }
             }
@@ -457,9 +466,8 @@ impl Store {
         self.retrying(|| async move {
             let err = |e| StoreError::db("compute_node", e);
             let mut tx = self.db.begin().await.map_err(err)?;
-            let (node, _) = select_tx(&mut tx, hostname, true)
-                .await?
-                .ok_or_else(|| StoreError::ComputeNodeNotFound { hostname: hostname.into() })?;
+            let (node, _) =
+                select_tx(&mut tx, hostname, true).await?.ok_or_else(|| StoreError::ComputeNodeNotFound { hostname: hostname.into() })?;
             let rows = tx
                 .fetch(
                     "SELECT `uuid`, `cpu`, `memory`, `disk` FROM `container` WHERE `host` = ?",
@@ -477,11 +485,9 @@ impl Store {
                         // (the worker refuses such creates; an older row must not stop
                         // every audit after it), and the sum saturates.
                         Ok(v) if (0..=i64::from(i32::MAX)).contains(&v) => mem = mem.saturating_add(v).min(i64::from(i32::MAX)),
-                        Ok(_) => tracing::warn!(
-                            uuid = r[0].as_str().unwrap_or("?"),
-                            memory = m,
-                            "container memory is out of range; not counted"
-                        ),
+                        Ok(_) => {
+                            tracing::warn!(uuid = r[0].as_str().unwrap_or("?"), memory = m, "container memory is out of range; not counted")
+                        }
                         Err(_) => tracing::warn!(
                             uuid = r[0].as_str().unwrap_or("?"),
                             memory = m,

@@ -9,7 +9,9 @@ use serde_json::Value;
 enum Saved {
     Nothing,
     Updated,
-    Inserted { id: i64 },
+    Inserted {
+        id: i64,
+    },
     /// The row is gone and inserting was not allowed.
     Missing,
 }
@@ -35,11 +37,7 @@ impl Store {
         let (cols, kinds) = codec::select_list(&fields);
         let rows = self
             .db
-            .fetch(
-                &format!("SELECT {cols} FROM `container` WHERE `host` = ? ORDER BY `id`"),
-                &[Val::Text(host.into())],
-                &kinds,
-            )
+            .fetch(&format!("SELECT {cols} FROM `container` WHERE `host` = ? ORDER BY `id`"), &[Val::Text(host.into())], &kinds)
             .await
             .map_err(|e| StoreError::db("container", e))?;
         rows.into_iter().map(|r| codec::row_to_container(&fields, r)).collect()
@@ -49,11 +47,7 @@ impl Store {
     pub async fn container_uuids_by_host(&self, host: &str) -> Result<Vec<String>> {
         let rows = self
             .db
-            .fetch(
-                "SELECT `uuid` FROM `container` WHERE `host` = ? ORDER BY `id`",
-                &[Val::Text(host.into())],
-                &[Kind::Text],
-            )
+            .fetch("SELECT `uuid` FROM `container` WHERE `host` = ? ORDER BY `id`", &[Val::Text(host.into())], &[Kind::Text])
             .await
             .map_err(|e| StoreError::db("container", e))?;
         Ok(rows.into_iter().filter_map(|r| r.into_iter().next().and_then(Val::into_string)).collect())
@@ -85,12 +79,8 @@ impl Store {
     }
 
     async fn save_impl(&self, c: &mut Container, allow_insert: bool) -> Result<bool> {
-        let uuid = c
-            .uuid()
-            .map(str::to_string)
-            .ok_or_else(|| StoreError::InvalidObject("container without a uuid".into()))?;
-        let ctype = container_type(&c.name)
-            .ok_or_else(|| StoreError::InvalidObject(format!("{} is not a container object", c.name)))?;
+        let uuid = c.uuid().map(str::to_string).ok_or_else(|| StoreError::InvalidObject("container without a uuid".into()))?;
+        let ctype = container_type(&c.name).ok_or_else(|| StoreError::InvalidObject(format!("{} is not a container object", c.name)))?;
         // Validate the changes up front, before touching the database (the whole object is
         // validated only when it has to be inserted, still before the INSERT).
         let updates = codec::update_columns(c, &uuid)?;
@@ -123,10 +113,7 @@ impl Store {
         let mut tx = self.db.begin().await.map_err(err)?;
         let found = tx
             .fetch(
-                &format!(
-                    "SELECT `id` FROM `container` WHERE `uuid` = ? AND `container_type` = ?{}",
-                    tx.for_update()
-                ),
+                &format!("SELECT `id` FROM `container` WHERE `uuid` = ? AND `container_type` = ?{}", tx.for_update()),
                 &[Val::Text(uuid.into()), Val::Int(ctype)],
                 &[Kind::Int],
             )
@@ -141,12 +128,9 @@ impl Store {
                     let mut params: Vec<Val> = updates.iter().map(|(_, v)| v.clone()).collect();
                     params.push(Val::Time(ts));
                     params.push(Val::Int(id));
-                    tx.exec(
-                        &format!("UPDATE `container` SET {}, `updated_at` = ? WHERE `id` = ?", sets.join(", ")),
-                        &params,
-                    )
-                    .await
-                    .map_err(err)?;
+                    tx.exec(&format!("UPDATE `container` SET {}, `updated_at` = ? WHERE `id` = ?", sets.join(", ")), &params)
+                        .await
+                        .map_err(err)?;
                     Saved::Updated
                 }
             }
@@ -160,15 +144,10 @@ impl Store {
                     params.push(v.clone());
                 }
                 let marks = vec!["?"; cols.len()].join(", ");
-                let done = tx
-                    .exec(&format!("INSERT INTO `container` ({}) VALUES ({marks})", cols.join(", ")), &params)
-                    .await
-                    .map_err(|e| {
+                let done =
+                    tx.exec(&format!("INSERT INTO `container` ({}) VALUES ({marks})", cols.join(", ")), &params).await.map_err(|e| {
                         if super::sql::is_duplicate(&e) {
-                            StoreError::Duplicate {
-                                table: "container".into(),
-                                detail: format!("uuid {uuid} (of another container type)"),
-                            }
+                            StoreError::Duplicate { table: "container".into(), detail: format!("uuid {uuid} (of another container type)") }
                         } else {
                             err(e)
                         }
@@ -192,10 +171,7 @@ impl Store {
             tx.exec("DELETE FROM `volume_mapping` WHERE `container_uuid` = ?", &[Val::Text(uuid.into())])
                 .await
                 .map_err(|e| StoreError::db("volume_mapping", e))?;
-            let done = tx
-                .exec("DELETE FROM `container` WHERE `uuid` = ?", &[Val::Text(uuid.into())])
-                .await
-                .map_err(err)?;
+            let done = tx.exec("DELETE FROM `container` WHERE `uuid` = ?", &[Val::Text(uuid.into())]).await.map_err(err)?;
             if done.rows_affected != 1 {
                 return Err(StoreError::ContainerNotFound { uuid: uuid.into() });
             }

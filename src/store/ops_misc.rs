@@ -7,13 +7,7 @@ impl Store {
     /// Records a Docker exec instance for the websocket proxy (`ExecInstance.create`):
     /// `container_id` is the container row's integer `id` (not the Docker id). Returns the
     /// new row id. [`StoreError::Duplicate`] when (container_id, exec_id) exists.
-    pub async fn exec_instance_insert(
-        &self,
-        container_int_id: i64,
-        exec_id: &str,
-        url: Option<&str>,
-        token: Option<&str>,
-    ) -> Result<i64> {
+    pub async fn exec_instance_insert(&self, container_int_id: i64, exec_id: &str, url: Option<&str>, token: Option<&str>) -> Result<i64> {
         let done = self
             .retrying(|| async move {
                 self.db

@@ -34,19 +34,8 @@ pub struct ServiceRow {
 
 const COLS: &str = "`id`, `host`, `binary`, `report_count`, `last_seen_up`, `disabled`, `disabled_reason`, \
                     `forced_down`, `availability_zone`, `created_at`, `updated_at`";
-const KINDS: &[Kind] = &[
-    Kind::Int,
-    Kind::Text,
-    Kind::Text,
-    Kind::Int,
-    Kind::Time,
-    Kind::Int,
-    Kind::Text,
-    Kind::Int,
-    Kind::Text,
-    Kind::Time,
-    Kind::Time,
-];
+const KINDS: &[Kind] =
+    &[Kind::Int, Kind::Text, Kind::Text, Kind::Int, Kind::Time, Kind::Int, Kind::Text, Kind::Int, Kind::Text, Kind::Time, Kind::Time];
 
 fn decode(r: Vec<Val>) -> ServiceRow {
     let mut it = r.into_iter();
@@ -67,14 +56,9 @@ fn decode(r: Vec<Val>) -> ServiceRow {
 }
 
 async fn select(tx: &mut Tx, host: &str, binary: &str, lock: bool) -> Result<Option<ServiceRow>> {
-    let sql = format!(
-        "SELECT {COLS} FROM `zun_service` WHERE `host` = ? AND `binary` = ?{}",
-        if lock { tx.for_update() } else { "" }
-    );
-    let rows = tx
-        .fetch(&sql, &[Val::Text(host.into()), Val::Text(binary.into())], KINDS)
-        .await
-        .map_err(|e| StoreError::db("zun_service", e))?;
+    let sql = format!("SELECT {COLS} FROM `zun_service` WHERE `host` = ? AND `binary` = ?{}", if lock { tx.for_update() } else { "" });
+    let rows =
+        tx.fetch(&sql, &[Val::Text(host.into()), Val::Text(binary.into())], KINDS).await.map_err(|e| StoreError::db("zun_service", e))?;
     Ok(rows.into_iter().next().map(decode))
 }
 
@@ -113,13 +97,7 @@ impl Store {
                     tx.exec(
                         "UPDATE `zun_service` SET `report_count` = `report_count` + 1, `last_seen_up` = ?, \
                          `updated_at` = ?, `availability_zone` = ? WHERE `host` = ? AND `binary` = ?",
-                        &[
-                            Val::Time(ts),
-                            Val::Time(ts),
-                            Val::Text(availability_zone.into()),
-                            key[0].clone(),
-                            key[1].clone(),
-                        ],
+                        &[Val::Time(ts), Val::Time(ts), Val::Text(availability_zone.into()), key[0].clone(), key[1].clone()],
                     )
                     .await
                     .map_err(err)?;

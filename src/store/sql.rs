@@ -234,9 +234,9 @@ fn decode_my(r: &MySqlRow, kinds: &[Kind]) -> Result<Vec<Val>, sqlx::Error> {
                 Kind::Text => match r.try_get::<Option<String>, _>(i) {
                     Ok(s) => s.map(Val::Text),
                     // information_schema columns can come back as binary strings.
-                    Err(sqlx::Error::ColumnDecode { .. }) => r
-                        .try_get::<Option<Vec<u8>>, _>(i)?
-                        .map(|b| Val::Text(String::from_utf8_lossy(&b).into_owned())),
+                    Err(sqlx::Error::ColumnDecode { .. }) => {
+                        r.try_get::<Option<Vec<u8>>, _>(i)?.map(|b| Val::Text(String::from_utf8_lossy(&b).into_owned()))
+                    }
                     Err(e) => return Err(e),
                 },
                 Kind::Time => r.try_get::<Option<NaiveDateTime>, _>(i)?.map(Val::Time),

@@ -71,10 +71,7 @@ impl TestDb {
         let mut conn = sqlx::MySqlConnection::connect(&server)
             .await
             .unwrap_or_else(|e| panic!("cannot reach MariaDB at {server} ({e}); run `bash scripts/services.sh`"));
-        sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8"))
-            .execute(&mut conn)
-            .await
-            .expect("create database");
+        sqlx::query(&format!("CREATE DATABASE `{name}` CHARACTER SET utf8")).execute(&mut conn).await.expect("create database");
         conn.close().await.ok();
         let rest = server.split_once("://").map(|(_, r)| r).unwrap_or(&server).trim_end_matches('/');
         let oslo_url = format!("mysql+pymysql://{rest}/{name}?charset=utf8");
@@ -126,9 +123,7 @@ impl TestDb {
         let sql = format!("SELECT {} FROM `{table}` WHERE {where_sql} ORDER BY 1", list.join(", "));
         match self.backend {
             Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.sqlite_path.display()))
-                    .await
-                    .unwrap();
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.sqlite_path.display())).await.unwrap();
                 let rows = sqlx::query(&sql).fetch_all(&mut c).await.unwrap();
                 rows.iter().map(|r| (0..cols.len()).map(|i| r.get::<Option<String>, _>(i)).collect()).collect()
             }
@@ -150,9 +145,7 @@ impl TestDb {
     pub async fn raw_exec(&self, sql: &str) {
         match self.backend {
             Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.sqlite_path.display()))
-                    .await
-                    .unwrap();
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.sqlite_path.display())).await.unwrap();
                 sqlx::query("PRAGMA foreign_keys = ON").execute(&mut c).await.unwrap();
                 sqlx::query(sql).execute(&mut c).await.unwrap();
             }
@@ -167,9 +160,7 @@ impl TestDb {
         let sql = format!("SELECT COUNT(*) FROM `{table}` WHERE {where_sql}");
         match self.backend {
             Backend::Sqlite => {
-                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.sqlite_path.display()))
-                    .await
-                    .unwrap();
+                let mut c = sqlx::SqliteConnection::connect(&format!("sqlite://{}", self.sqlite_path.display())).await.unwrap();
                 sqlx::query(&sql).fetch_one(&mut c).await.unwrap().get::<i64, _>(0)
             }
             Backend::MariaDb => {
@@ -208,13 +199,12 @@ impl TestDb {
                         // The test's own pool may still hold idle connections (their release
                         // task cannot run while this Drop blocks the test runtime): end them so
                         // DROP DATABASE does not wait on their metadata locks.
-                        let ids: Vec<i64> = sqlx::query_scalar(
-                            "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = ?",
-                        )
-                        .bind(&name)
-                        .fetch_all(&mut c)
-                        .await
-                        .unwrap_or_default();
+                        let ids: Vec<i64> =
+                            sqlx::query_scalar("SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = ?")
+                                .bind(&name)
+                                .fetch_all(&mut c)
+                                .await
+                                .unwrap_or_default();
                         for id in ids {
                             let _ = sqlx::query(&format!("KILL CONNECTION {id}")).execute(&mut c).await;
                         }

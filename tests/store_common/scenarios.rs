@@ -46,10 +46,30 @@ pub async fn container_insert_and_read(db: &TestDb, store: &Store) {
         .raw_row(
             "container",
             &[
-                "command", "environment", "ports", "labels", "addresses", "restart_policy", "security_groups",
-                "exposed_ports", "healthcheck", "cpuset", "annotations", "cni_metadata", "entrypoint", "memory", "cpu",
-                "interactive", "auto_remove", "container_type", "host", "runtime", "updated_at", "created_at",
-                "cpu_policy", "disk",
+                "command",
+                "environment",
+                "ports",
+                "labels",
+                "addresses",
+                "restart_policy",
+                "security_groups",
+                "exposed_ports",
+                "healthcheck",
+                "cpuset",
+                "annotations",
+                "cni_metadata",
+                "entrypoint",
+                "memory",
+                "cpu",
+                "interactive",
+                "auto_remove",
+                "container_type",
+                "host",
+                "runtime",
+                "updated_at",
+                "created_at",
+                "cpu_policy",
+                "disk",
             ],
             &format!("`uuid` = '{uuid}'"),
         )
@@ -112,10 +132,7 @@ pub async fn container_insert_defaults(db: &TestDb, store: &Store) {
     assert_eq!(row["labels"], s("{}"));
     let got = store.container_get(&uuid).await.unwrap().unwrap();
     assert_eq!(got.get("annotations"), Some(&Value::Null));
-    assert_eq!(
-        got.get("cpuset").unwrap()["zun_object.data"],
-        json!({"cpuset_cpus": null, "cpuset_mems": null})
-    );
+    assert_eq!(got.get("cpuset").unwrap()["zun_object.data"], json!({"cpuset_cpus": null, "cpuset_mems": null}));
     assert_eq!(got.get("environment"), Some(&json!({})));
 }
 
@@ -138,7 +155,10 @@ pub async fn compute_create_flow(db: &TestDb, store: &Store) -> (String, String,
     store.container_save(&mut c).await.unwrap();
     c.set("task_state", json!("container_creating"));
     store.container_save(&mut c).await.unwrap();
-    assert_eq!(db.raw_row("container", &["task_state"], &format!("`uuid`='{uuid}'")).await["task_state"].as_deref(), Some("container_creating"));
+    assert_eq!(
+        db.raw_row("container", &["task_state"], &format!("`uuid`='{uuid}'")).await["task_state"].as_deref(),
+        Some("container_creating")
+    );
     c.set("container_id", json!("892f1466edb074116c5bd21dc10cb41a3ec027594d9199e4932c4715c2aea6de"));
     c.set("status", json!("Created"));
     c.set("status_detail", json!("Created"));
@@ -167,7 +187,20 @@ pub async fn compute_create_flow(db: &TestDb, store: &Store) -> (String, String,
     let row = db
         .raw_row(
             "container",
-            &["status", "task_state", "host", "container_id", "hostname", "status_detail", "runtime", "disk", "entrypoint", "started_at", "updated_at", "status_reason"],
+            &[
+                "status",
+                "task_state",
+                "host",
+                "container_id",
+                "hostname",
+                "status_detail",
+                "runtime",
+                "disk",
+                "entrypoint",
+                "started_at",
+                "updated_at",
+                "status_reason",
+            ],
             &format!("`uuid`='{uuid}'"),
         )
         .await;
@@ -185,7 +218,11 @@ pub async fn compute_create_flow(db: &TestDb, store: &Store) -> (String, String,
     assert!(is_set(&row["updated_at"]));
 
     let action = db
-        .raw_row("container_actions", &["action", "request_id", "start_time", "finish_time", "message", "created_at", "updated_at", "user_id"], &format!("`container_uuid`='{uuid}'"))
+        .raw_row(
+            "container_actions",
+            &["action", "request_id", "start_time", "finish_time", "message", "created_at", "updated_at", "user_id"],
+            &format!("`container_uuid`='{uuid}'"),
+        )
         .await;
     assert_eq!(action["action"], s("create"));
     assert_eq!(action["request_id"], Some(req.clone()));
@@ -224,10 +261,7 @@ pub async fn compute_create_flow(db: &TestDb, store: &Store) -> (String, String,
     b.set("status_reason", json!("Cannot download image from docker: Error on pulling image: 127.0.0.1:5000/nope:latest"));
     store.container_save(&mut b).await.unwrap();
     let tb = "  File \"src/compute/create.rs\", in do_container_create\nImagePullError: 404 😀 not found";
-    store
-        .event_finish(&bad, &bad_req, true, "compute__do_container_create", Err(tb.to_string()))
-        .await
-        .unwrap();
+    store.event_finish(&bad, &bad_req, true, "compute__do_container_create", Err(tb.to_string())).await.unwrap();
     store.action_finish(&bad, &bad_req, "create", true).await.unwrap();
     let a = db.raw_row("container_actions", &["message", "finish_time"], &format!("`container_uuid`='{bad}'")).await;
     assert_eq!(a["message"], s("Error"));
@@ -271,13 +305,8 @@ pub async fn actions_lookup(_db: &TestDb, store: &Store) {
     }
     // Admin/periodic context (no project id): falls back to the newest action.
     store.event_start(&uuid, "req-restart", false, "compute__do_container_start").await.unwrap();
-    store
-        .event_finish(&uuid, "req-restart", false, "compute__do_container_start", Ok(()))
-        .await
-        .unwrap();
-    let n = _db
-        .count("container_actions_events", &format!("`action_id` = {newest} AND `result` = 'Success'"))
-        .await;
+    store.event_finish(&uuid, "req-restart", false, "compute__do_container_start", Ok(())).await.unwrap();
+    let n = _db.count("container_actions_events", &format!("`action_id` = {newest} AND `result` = 'Success'")).await;
     assert_eq!(n, 1);
     match store.event_finish(&uuid, "req-new", true, "compute__nope", Ok(())).await {
         Err(StoreError::ContainerActionEventNotFound { action_id, event }) => {
@@ -328,10 +357,7 @@ pub async fn delete_flow(db: &TestDb, store: &Store) {
 
     // A volume mapping (no cascade on container_uuid in zun's schema).
     let vol_uuid = new_uuid();
-    db.raw_exec(&format!(
-        "INSERT INTO `volume` (`uuid`, `volume_provider`, `auto_remove`) VALUES ('{vol_uuid}', 'local', 0)"
-    ))
-    .await;
+    db.raw_exec(&format!("INSERT INTO `volume` (`uuid`, `volume_provider`, `auto_remove`) VALUES ('{vol_uuid}', 'local', 0)")).await;
     db.raw_exec(&format!(
         "INSERT INTO `volume_mapping` (`uuid`, `container_uuid`, `container_path`, `volume_id`) \
          SELECT '{}', '{uuid}', '/data', `id` FROM `volume` WHERE `uuid` = '{vol_uuid}'",
@@ -357,7 +383,20 @@ pub async fn bad_input(db: &TestDb, store: &Store) {
     let uuid = new_uuid();
     let mut c = new_container(&uuid, "strict");
     store.container_save(&mut c).await.unwrap();
-    let cols = ["status", "status_detail", "task_state", "ports", "disk", "hostname", "runtime", "labels", "updated_at", "cpu", "auto_remove", "addresses"];
+    let cols = [
+        "status",
+        "status_detail",
+        "task_state",
+        "ports",
+        "disk",
+        "hostname",
+        "runtime",
+        "labels",
+        "updated_at",
+        "cpu",
+        "auto_remove",
+        "addresses",
+    ];
     let before = db.raw_row("container", &cols, &format!("`uuid`='{uuid}'")).await;
     let cases: Vec<(&str, Value)> = vec![
         ("status", json!("x".repeat(21))),
@@ -395,10 +434,7 @@ pub async fn bad_input(db: &TestDb, store: &Store) {
         assert!(obj.changes.contains(field), "changes are kept after a refused save");
         let after = db.raw_row("container", &cols, &format!("`uuid`='{uuid}'")).await;
         assert_eq!(before, after, "{field}={value} left the row as it was");
-        assert_eq!(
-            db.raw_row("container", &["status_reason"], &format!("`uuid`='{uuid}'")).await["status_reason"],
-            None
-        );
+        assert_eq!(db.raw_row("container", &["status_reason"], &format!("`uuid`='{uuid}'")).await["status_reason"], None);
     }
     // Non-container objects and objects without a uuid are refused too.
     let mut no_uuid = new_container(&uuid, "x");
@@ -594,10 +630,7 @@ pub async fn compute_node(db: &TestDb, store: &Store, host: &str) {
     let n6 = store.compute_node_add_usage(host, -2.0, -10_000, -5, -3).await.unwrap();
     assert_eq!((n6.mem_used, n6.disk_used, n6.running_containers), (0, 0, 0));
     assert_eq!(n6.cpu_used, 0.0);
-    assert!(matches!(
-        store.compute_node_add_usage("nowhere", 1.0, 1, 1, 1).await,
-        Err(StoreError::ComputeNodeNotFound { .. })
-    ));
+    assert!(matches!(store.compute_node_add_usage("nowhere", 1.0, 1, 1, 1).await, Err(StoreError::ComputeNodeNotFound { .. })));
 
     // Audit from the host's container rows.
     for (mem, cpu, disk) in [("64", 0.5, 10), ("128", 1.0, 0)] {
@@ -620,10 +653,7 @@ pub async fn exec_and_image(db: &TestDb, store: &Store) {
     store.container_save(&mut c).await.unwrap();
     let id = c.get("id").and_then(Value::as_i64).unwrap();
     store.exec_instance_insert(id, "abc123", Some("tcp://10.0.0.1:2375"), Some("tok-1")).await.unwrap();
-    assert!(matches!(
-        store.exec_instance_insert(id, "abc123", None, None).await,
-        Err(StoreError::Duplicate { .. })
-    ));
+    assert!(matches!(store.exec_instance_insert(id, "abc123", None, None).await, Err(StoreError::Duplicate { .. })));
     let e = db.raw_row("exec_instance", &["exec_id", "url", "token", "created_at"], &format!("`container_id`={id}")).await;
     assert_eq!(e["url"].as_deref(), Some("tcp://10.0.0.1:2375"));
     assert!(e["created_at"].is_some());
@@ -640,10 +670,7 @@ pub async fn exec_and_image(db: &TestDb, store: &Store) {
     assert!(r["updated_at"].is_some());
     store.image_delete(&img).await.unwrap();
     assert!(matches!(store.image_delete(&img).await, Err(StoreError::ImageNotFound { .. })));
-    assert!(matches!(
-        store.image_update(&img, "busybox", "latest", "sha256:x", 1).await,
-        Err(StoreError::ImageNotFound { .. })
-    ));
+    assert!(matches!(store.image_update(&img, "busybox", "latest", "sha256:x", 1).await, Err(StoreError::ImageNotFound { .. })));
 }
 
 /// check_schema names exactly the missing columns.

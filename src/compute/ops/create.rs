@@ -7,10 +7,10 @@
 //! of failing or making a second container, and a claim already recorded for this host is
 //! not counted twice.
 use super::{docker_error, lifecycle, reason, Op};
-use crate::compute::{checks, claims};
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions};
 use crate::compute::populate;
+use crate::compute::{checks, claims};
 use crate::docker::RegistryCredentials;
 use crate::oslo::{Container, Status, TaskState};
 use crate::rpc::{MethodResult, RpcError};
@@ -115,9 +115,10 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
         return Err(RpcError::not_supported(msg));
     }
     // Networks: Neutron networks need kuryr; an empty list means Docker's default network.
-    let neutron = op.arg("requested_networks").and_then(Value::as_array).is_some_and(|a| {
-        a.iter().any(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
-    });
+    let neutron = op
+        .arg("requested_networks")
+        .and_then(Value::as_array)
+        .is_some_and(|a| a.iter().any(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.is_empty())));
     if neutron {
         let msg = "Neutron networks are not supported by zun-compute-rs yet: create the container without networks to use Docker's default network";
         op.fail(c, msg, true).await;

@@ -87,10 +87,7 @@ impl Op {
     pub fn container(&self) -> Result<Container, RpcError> {
         let v = self.args.get("container").ok_or_else(|| RpcError::builtin("TypeError", "missing required argument: 'container'"))?;
         if !crate::oslo::ObjectPrimitive::is_primitive(v) {
-            return Err(RpcError::builtin(
-                "AttributeError",
-                &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(v)),
-            ));
+            return Err(RpcError::builtin("AttributeError", &format!("'{}' object has no attribute 'uuid'", crate::rpc::py_type_name(v))));
         }
         let c = Container::from_value(v).map_err(RpcError::Object)?;
         c.validate().map_err(|e| RpcError::invalid(e.to_string()))?;
@@ -116,7 +113,12 @@ impl Op {
         match self.container() {
             Ok(c) => Ok(c),
             Err(e) => {
-                let uuid = self.args.get("container").and_then(|v| v.get(crate::oslo::object::KEY_DATA)).and_then(|d| d.get("uuid")).and_then(Value::as_str);
+                let uuid = self
+                    .args
+                    .get("container")
+                    .and_then(|v| v.get(crate::oslo::object::KEY_DATA))
+                    .and_then(|d| d.get("uuid"))
+                    .and_then(Value::as_str);
                 if let Some(uuid) = uuid.filter(|u| crate::compute::checks::check_uuid(u).is_ok()) {
                     if let Err(db) = self.svc.store.action_finish(uuid, self.request_id(), action, true).await {
                         tracing::debug!(container = uuid, request_id = self.request_id(), action, error = %db, "no action row to finish");
@@ -172,7 +174,8 @@ impl Op {
         // every other save updates or finds the row gone, so nothing late resurrects a
         // deleted container.
         let standalone_create = self.method == "container_create" && c.get("id").is_none_or(Value::is_null);
-        let saved = if standalone_create { self.svc.store.container_save(c).await.map(|_| true) } else { self.svc.store.container_update(c).await };
+        let saved =
+            if standalone_create { self.svc.store.container_save(c).await.map(|_| true) } else { self.svc.store.container_update(c).await };
         let saved = saved.map_err(|e| {
             tracing::error!(container = c.uuid().unwrap_or("-"), request_id = self.request_id(), error = %e, "saving the container failed");
             RpcError::internal(format!("Unexpected error: {e}"))
@@ -271,7 +274,8 @@ impl Op {
     /// other Docker container is refused; one Docker does not know is returned, so the
     /// operation meets Docker's 404 as zun does.
     pub async fn docker_id(&self, c: &Container) -> Result<String, RpcError> {
-        let id = c.get_str("container_id").map(str::to_string).ok_or_else(|| RpcError::invalid("Cannot operate an uncreated container."))?;
+        let id =
+            c.get_str("container_id").map(str::to_string).ok_or_else(|| RpcError::invalid("Cannot operate an uncreated container."))?;
         self.check_owned(c, &id).await?;
         Ok(id)
     }
