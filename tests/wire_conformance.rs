@@ -232,11 +232,6 @@ fn every_rpcapi_method_runs_locked_exactly_where_zun_locks_it() {
             continue;
         }
         let want = if how["locked"] == true { Mode::Locked } else { Mode::Inline };
-        if method == "container_commit" && ours == Mode::Inline {
-            // Issue 12, defect 12 (owned by its own fix): commit still runs inline here.
-            println!("known divergence: container_commit runs inline, zun locks it");
-            continue;
-        }
         assert_eq!(ours, want, "{method} ({}): zun runs it {want:?}", how["kind"]);
         checked += 1;
     }

@@ -233,7 +233,7 @@ mod tests {
         ] {
             assert_eq!(method_mode(m), Some(want), "{m}");
         }
-        assert!(method_mode("container_commit").is_some());
+        assert_eq!(method_mode("container_commit"), Some(Locked));
         assert_eq!(method_mode("container_teleport"), None);
     }
 
