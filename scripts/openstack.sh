@@ -340,6 +340,7 @@ host = zunrs-os-api
 host_ip = 127.0.0.1
 port = $ZPORT
 workers = 1
+api_paste_config = $ZUN_VENV/etc/zun/api-paste.ini
 # image validation calls image_search on a compute host, which searches Docker Hub
 enable_image_validation = false
 [database]
