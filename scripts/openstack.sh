@@ -6,7 +6,7 @@
 #   Neutron 29         http://127.0.0.1:9696      ML2, API only, agentless driver zunrs_bind_all
 #   kuryr-libnetwork   http://127.0.0.1:23750     Docker network plugin "kuryr"
 #   zun-api 18.0.0     http://127.0.0.1:9517/v1   keystone auth, kuryr network driver
-#   client             python-openstackclient + python-zunclient (`openstack appcontainer`)
+#   client             python-openstackclient + python-zunclient + osc-placement (`openstack appcontainer`, `openstack resource provider`)
 #
 # Usage:  bash scripts/openstack.sh up|status|stop|env [SERVICE...]
 #   SERVICE: keystone placement neutron kuryr zun-api client (default: all, in this order)
@@ -90,7 +90,7 @@ packages() {
     placement) echo "openstack-placement==16.0.0 pymysql gunicorn" ;;
     neutron) echo "neutron==29.0.0 pymysql gunicorn $OS/src/zunrs_mech" ;;
     kuryr) echo "kuryr-libnetwork==18.0.0" ;;
-    client) echo "python-openstackclient==10.5.0 python-zunclient==5.5.0" ;;
+    client) echo "python-openstackclient==10.5.0 python-zunclient==5.5.0 osc-placement==4.9.1" ;;
   esac
 }
 # install_venv SVC: a venv per service, held to scripts/openstack/pins/SVC.txt.
@@ -400,6 +400,8 @@ export OS_AUTH_URL=$KURL
 export OS_USERNAME=admin OS_PASSWORD=admin OS_PROJECT_NAME=admin
 export OS_USER_DOMAIN_NAME=Default OS_PROJECT_DOMAIN_NAME=Default
 export OS_REGION_NAME=RegionOne OS_IDENTITY_API_VERSION=3 OS_INTERFACE=public
+# zun 18.0.0 serves up to 1.40; 1.39 brings --host (requested destination). osc-placement: 1.39
+export OS_CONTAINER_API_VERSION=1.39 OS_PLACEMENT_API_VERSION=1.39
 export ZUNRS_OS_STATE=$OS
 export ZUNRS_OS_KEYSTONE_URL=$KURL
 export ZUNRS_OS_PLACEMENT_URL=http://127.0.0.1:$PPORT
@@ -408,7 +410,8 @@ export ZUNRS_OS_KURYR_URL=http://127.0.0.1:$KURYR_PORT
 export ZUNRS_OS_ZUN_API_URL=http://127.0.0.1:$ZPORT/v1
 export ZUNRS_OS_ZUN_CONF=$OS/etc/zun/zun.conf
 export ZUNRS_OS_TRANSPORT_URL=rabbit://guest:guest@127.0.0.1:5672/$VHOST
-export ZUNRS_OS_DB_URL=mysql://root@127.0.0.1:3306/zunrs_os_zun
+export ZUNRS_OS_DB_URL=$DB_URL_BASE/zunrs_os_zun?charset=utf8
+export ZUNRS_OS_DB_NAME=zunrs_os_zun
 export ZUNRS_OS_OPENSTACK_CLI=$OS/venv/client/bin/openstack
 export ZUNRS_OS_TOKEN_LIFETIME=$TOKEN_LIFETIME
 export ZUNRS_OS_LOCK=$OS/stack.lock
