@@ -677,7 +677,7 @@ fn auth_body(conf: &KeystoneAuthSection) -> Result<Value, OpenStackError> {
             let password = conf
                 .password
                 .as_ref()
-                .filter(|p| !p.is_empty())
+                .filter(|p| !p.expose().is_empty())
                 .ok_or_else(|| OpenStackError::Config("[keystone_auth] password is not set".into()))?;
             user.insert("password".into(), json!(password.expose()));
             let mut auth = json!({"identity": {"methods": ["password"], "password": {"user": user}}});
@@ -690,7 +690,7 @@ fn auth_body(conf: &KeystoneAuthSection) -> Result<Value, OpenStackError> {
             let secret = conf
                 .application_credential_secret
                 .as_ref()
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.expose().is_empty())
                 .ok_or_else(|| OpenStackError::Config("[keystone_auth] application_credential_secret is not set".into()))?;
             let mut cred = serde_json::Map::new();
             if let Some(id) = nonempty(&conf.application_credential_id) {
