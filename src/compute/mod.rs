@@ -7,7 +7,8 @@
 //! - One file per operation family under `ops/`; the container status rules in
 //!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
 //!   pull policy in [`image_ref`]; resource claims in [`claims`]; what is checked in a
-//!   container object from the wire (Docker references, resource bounds) in [`checks`].
+//!   container object from the wire (Docker references, resource bounds) in [`checks`];
+//!   what the host reports to Placement and when it frees allocations in [`placement`].
 pub mod checks;
 pub mod claims;
 pub mod executor;
@@ -15,6 +16,7 @@ pub mod image_ref;
 pub mod manager;
 pub mod mapping;
 pub mod ops;
+pub mod placement;
 pub mod populate;
 pub mod recovery;
 pub mod settings;
