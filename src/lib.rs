@@ -24,6 +24,7 @@ pub mod config;
 pub mod docker;
 pub mod events;
 pub mod logging;
+pub mod openstack;
 pub mod oslo;
 pub mod periodic;
 pub mod rpc;

@@ -27,6 +27,25 @@ pub enum WorkerError {
     Admin { addr: String, source: std::io::Error },
     #[error("{0}")]
     Cli(String),
+    #[error("openstack: {0}")]
+    OpenStack(#[from] crate::openstack::OpenStackError),
+}
+
+/// The kuryr network driver when `[network] driver = kuryr` and `[keystone_auth]` is set
+/// (Neutron found in the catalog with `[neutron_client]`); `None` for a standalone worker.
+pub fn network_driver(
+    settings: &Settings,
+    session: Option<&crate::openstack::Session>,
+    host: &str,
+) -> Result<Option<Arc<crate::compute::network::Kuryr>>, crate::openstack::OpenStackError> {
+    use crate::openstack::{neutron::Neutron, Service};
+    if settings.network.driver != "kuryr" {
+        return Ok(None);
+    }
+    let Some(session) = session else { return Ok(None) };
+    let client = session.client(Service::Neutron, &settings.neutron_client)?;
+    tracing::info!(driver = %settings.network.driver_name, "Neutron networks through kuryr");
+    Ok(Some(Arc::new(crate::compute::network::Kuryr::new(Neutron::new(client), &settings.network.driver_name, host))))
 }
 
 /// Connects to Docker and negotiates the API version.
@@ -157,6 +176,8 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     } else {
         Notifier::disabled(&host)
     });
+    let session = crate::openstack::Session::from_settings(&settings)?;
+    let kuryr = network_driver(&settings, session.as_ref(), &host)?;
     let svc = Arc::new(Services {
         settings: settings.clone(),
         store: store.clone(),
@@ -166,6 +187,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         host: host.clone(),
         claims: tokio::sync::Mutex::new(()),
         disk_quota_supported,
+        kuryr,
     });
     let executor = Executor::new(settings.compute.max_concurrent_operations, Some(metrics.clone()));
     let manager = Arc::new(Manager::new(svc.clone(), executor.clone()));

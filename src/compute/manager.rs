@@ -24,6 +24,8 @@ pub struct Services {
     pub claims: tokio::sync::Mutex<()>,
     /// What `docker info` told us at start (disk quota support, ...).
     pub disk_quota_supported: bool,
+    /// The kuryr network driver, when `[network] driver = kuryr` and Keystone is configured.
+    pub kuryr: Option<Arc<super::network::Kuryr>>,
 }
 
 /// How zun-compute runs a method.

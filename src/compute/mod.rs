@@ -6,12 +6,14 @@
 //!   not wait behind a long create.
 //! - One file per operation family under `ops/`; the container status rules in
 //!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
-//!   pull policy in [`image_ref`]; resource claims in [`claims`].
+//!   pull policy in [`image_ref`]; resource claims in [`claims`]; Neutron through kuryr
+//!   in [`network`].
 pub mod claims;
 pub mod executor;
 pub mod image_ref;
 pub mod manager;
 pub mod mapping;
+pub mod network;
 pub mod ops;
 pub mod populate;
 pub mod recovery;
