@@ -3,6 +3,7 @@
 //! (the conformance venv) driven through `tests/conformance/zun_client.py`.
 #![allow(dead_code)]
 
+pub mod openstack;
 pub mod wire;
 pub mod worker;
 

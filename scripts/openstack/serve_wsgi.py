@@ -1,0 +1,58 @@
+#!/usr/bin/env python3
+"""Run one OpenStack WSGI application on 127.0.0.1 for the zun-compute-rs test stack.
+
+    python serve_wsgi.py MODULE:CALLABLE PORT [--threads N]
+
+Keystone, Placement and Neutron ship their API as a WSGI callable and no
+server. gunicorn's own command line cannot serve Keystone: Keystone parses
+sys.argv with oslo.config at import time and dies on gunicorn's options, so
+the worker restarts forever. Here sys.argv is emptied before the application
+module is imported, and gunicorn is configured in code: one gthread worker,
+no control socket, access log on stdout.
+
+Once the worker has booted, the line "READY http://127.0.0.1:PORT" is printed
+on stdout; scripts/openstack.sh waits for it (and for an HTTP answer).
+"""
+import argparse
+import importlib
+import sys
+
+
+def load_app(spec):
+    module, _, attr = spec.partition(':')
+    return getattr(importlib.import_module(module), attr or 'application')
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument('app')
+    parser.add_argument('port', type=int)
+    parser.add_argument('--threads', type=int, default=4)
+    args = parser.parse_args()
+    sys.argv = sys.argv[:1]  # the application must not see our arguments
+
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            cfg = self.cfg
+            cfg.set('bind', '127.0.0.1:%d' % args.port)
+            cfg.set('workers', 1)
+            cfg.set('worker_class', 'gthread')
+            cfg.set('threads', args.threads)
+            cfg.set('timeout', 120)
+            cfg.set('graceful_timeout', 5)
+            cfg.set('accesslog', '-')
+            if 'control_socket_disable' in cfg.settings:  # gunicorn >= 24
+                cfg.set('control_socket_disable', True)
+            cfg.set('post_worker_init', lambda _worker: print(
+                'READY http://127.0.0.1:%d' % args.port, flush=True))
+
+        def load(self):
+            return load_app(args.app)
+
+    Server().run()
+
+
+if __name__ == '__main__':
+    main()
