@@ -13,6 +13,7 @@
 //! - [`store`]: the only module that writes SQL (zun's MySQL schema, or embedded SQLite).
 //! - [`periodic`], [`events`], [`admin`]: background duties, state notifications,
 //!   health and metrics.
+//! - [`openstack`]: the only module that speaks HTTP to OpenStack (Keystone, Placement).
 //! - [`config`]: zun.conf (INI) plus `ZUN_<SECTION>__<KEY>` environment overrides.
 #![forbid(unsafe_code)]
 

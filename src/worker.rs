@@ -27,7 +27,7 @@ pub enum WorkerError {
     Admin { addr: String, source: std::io::Error },
     #[error("{0}")]
     Cli(String),
-    #[error("openstack: {0}")]
+    #[error("{0}")]
     OpenStack(#[from] crate::openstack::OpenStackError),
 }
 
@@ -176,8 +176,20 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     } else {
         Notifier::disabled(&host)
     });
-    let session = crate::openstack::Session::from_settings(&settings)?;
-    let kuryr = network_driver(&settings, session.as_ref(), &host)?;
+    // OpenStack: a session when `[keystone_auth]` is configured, else standalone.
+    let keystone = crate::openstack::Session::from_settings(&settings)?;
+    let placement = match &keystone {
+        Some(session) => {
+            let client = session.client(crate::openstack::Service::Placement, &settings.placement_client)?;
+            tracing::info!(auth_url = %session.auth_url(), "OpenStack configured: reporting to Placement");
+            Some(Arc::new(crate::openstack::placement::Placement::new(client)))
+        }
+        None => {
+            tracing::info!("no [keystone_auth] auth_url: standalone, no Placement reporting");
+            None
+        }
+    };
+    let kuryr = network_driver(&settings, keystone.as_ref(), &host)?;
     let svc = Arc::new(Services {
         settings: settings.clone(),
         store: store.clone(),
@@ -187,6 +199,8 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         host: host.clone(),
         claims: tokio::sync::Mutex::new(()),
         disk_quota_supported,
+        keystone,
+        placement,
         kuryr,
     });
     let executor = Executor::new(settings.compute.max_concurrent_operations, Some(metrics.clone()));

@@ -6,7 +6,8 @@
 //!   not wait behind a long create.
 //! - One file per operation family under `ops/`; the container status rules in
 //!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
-//!   pull policy in [`image_ref`]; resource claims in [`claims`]; Neutron through kuryr
+//!   pull policy in [`image_ref`]; resource claims in [`claims`]; what the host reports
+//!   to Placement and when it frees allocations in [`placement`]; Neutron through kuryr
 //!   in [`network`].
 pub mod claims;
 pub mod executor;
@@ -15,6 +16,7 @@ pub mod manager;
 pub mod mapping;
 pub mod network;
 pub mod ops;
+pub mod placement;
 pub mod populate;
 pub mod recovery;
 pub mod stats;

@@ -173,10 +173,13 @@ mod tests {
 
     #[test]
     fn reads_neutron_and_keystone_errors() {
-        let (code, d) = error_detail(br#"{"NeutronError": {"type": "PortNotFound", "message": "Port x could not be found.", "detail": ""}}"#);
+        let (code, d) =
+            error_detail(br#"{"NeutronError": {"type": "PortNotFound", "message": "Port x could not be found.", "detail": ""}}"#);
         assert_eq!(code.as_deref(), Some("PortNotFound"));
         assert_eq!(d, "Port x could not be found.");
-        let (_, d) = error_detail(br#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}"#);
+        let (_, d) = error_detail(
+            br#"{"error": {"code": 401, "title": "Unauthorized", "message": "The request you have made requires authentication."}}"#,
+        );
         assert_eq!(d, "The request you have made requires authentication.");
     }
 

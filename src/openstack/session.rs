@@ -97,8 +97,7 @@ impl Catalog {
             .filter(|s| s.service_type == service_type)
             .flat_map(|s| s.endpoints.iter())
             .find(|e| {
-                e.interface == interface
-                    && region.is_none_or(|r| e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r))
+                e.interface == interface && region.is_none_or(|r| e.region_id.as_deref() == Some(r) || e.region.as_deref() == Some(r))
             })
             .map(|e| e.url.as_str())
     }
@@ -267,8 +266,11 @@ impl Response {
 
     /// The body as JSON.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, OpenStackError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| OpenStackError::Decode { service: self.service, call: self.call.clone(), detail: e.to_string() })
+        serde_json::from_slice(&self.body).map_err(|e| OpenStackError::Decode {
+            service: self.service,
+            call: self.call.clone(),
+            detail: e.to_string(),
+        })
     }
 
     /// A header as text.
@@ -320,11 +322,8 @@ impl Session {
             .ok_or_else(|| OpenStackError::Config("[keystone_auth] auth_url is not set".into()))?;
         let auth_url = v3_url(auth_url)?;
         let body = AuthBody(auth_body(conf)?);
-        let timeout = conf
-            .timeout
-            .filter(|t| t.is_finite() && *t > 0.0)
-            .map(|t| Duration::from_secs_f64(t.min(3600.0)))
-            .unwrap_or(DEFAULT_TIMEOUT);
+        let timeout =
+            conf.timeout.filter(|t| t.is_finite() && *t > 0.0).map(|t| Duration::from_secs_f64(t.min(3600.0))).unwrap_or(DEFAULT_TIMEOUT);
         if conf.certfile.is_some() || conf.keyfile.is_some() {
             return Err(OpenStackError::Config("[keystone_auth] certfile/keyfile (TLS client certificates) are not supported".into()));
         }
@@ -562,7 +561,15 @@ fn transport_error(service: Service, call: &str, e: &reqwest::Error, timeout: Du
         return OpenStackError::Timeout { service, call: call.to_string(), seconds: timeout.as_secs() };
     }
     // The chain of sources says what happened (refused, reset, TLS); the URL is not secret.
-    let mut detail = e.to_string();
+    let mut detail = String::from(if e.is_connect() {
+        "cannot connect"
+    } else if e.is_request() {
+        "request failed"
+    } else if e.is_body() || e.is_decode() {
+        "reading the answer failed"
+    } else {
+        "HTTP error"
+    });
     let mut src = std::error::Error::source(e);
     while let Some(s) = src {
         detail.push_str(": ");
@@ -899,7 +906,12 @@ mod tests {
         let b = auth_body(&c).unwrap();
         assert_eq!(b["auth"]["identity"]["password"]["user"], json!({"id": "u1", "password": "p"}));
         assert_eq!(b["auth"]["scope"], json!({"project": {"id": "p1"}}));
-        let c = KeystoneAuthSection { username: Some("zun".into()), default_domain_id: Some("default".into()), project_name: Some("service".into()), ..conf() };
+        let c = KeystoneAuthSection {
+            username: Some("zun".into()),
+            default_domain_id: Some("default".into()),
+            project_name: Some("service".into()),
+            ..conf()
+        };
         let c = KeystoneAuthSection { user_domain_name: None, project_domain_name: None, ..c };
         let b = auth_body(&c).unwrap();
         assert_eq!(b["auth"]["identity"]["password"]["user"]["domain"], json!({"id": "default"}));
