@@ -236,7 +236,8 @@ async fn a_preserved_port_attach_detach_and_security_groups() {
     rpc(&mut zun, &u, &uuid, "network_attach", json!([requested(&net2.id, "", false)]), "network_attach").await;
     let act = wait_action(&mut zun, &u, &uuid, "network_attach").await;
     assert!(act["message"].is_null(), "{act}");
-    let row = wait_row(&mut zun, &u, &uuid, "attached", |r| r["addresses"].get(net2.id.as_str()).is_some() && r["task_state"].is_null()).await;
+    let row =
+        wait_row(&mut zun, &u, &uuid, "attached", |r| r["addresses"].get(net2.id.as_str()).is_some() && r["task_state"].is_null()).await;
     let addr2 = one_address(&row, &net2.id);
     let port2 = addr2["port"].as_str().unwrap().to_string();
     assert_eq!(iface(&uuid, "eth1").0, addr2["addr"].as_str().unwrap());
@@ -307,7 +308,8 @@ async fn neutron_down_fails_the_create_with_a_reason_and_leaks_nothing() {
     // Neutron back: the next create works.
     let again = uuid::Uuid::new_v4().to_string();
     create(&mut zun, &u, &w.host, &again, json!([requested(&net.id, "", false)])).await;
-    let row = wait_row(&mut zun, &u, &again, "Running after Neutron came back", |r| r["status"] == "Running" || r["status"] == "Error").await;
+    let row =
+        wait_row(&mut zun, &u, &again, "Running after Neutron came back", |r| r["status"] == "Running" || r["status"] == "Error").await;
     assert_eq!(row["status"], "Running", "{row}");
     zun.cmd_async("rpcapi_delete", u.ctx(json!({"uuid": again, "host": w.host, "force": true}))).await.unwrap();
     wait_row(&mut zun, &u, &again, "deleted", Value::is_null).await;
