@@ -133,6 +133,40 @@ impl Drop for Restart<'_> {
     }
 }
 
+/// The worker configured for the stack. On drop it stops, then the Placement provider
+/// it registered for its host is removed.
+struct StackNode<'a> {
+    stack: &'a Stack,
+    w: Worker,
+}
+
+impl std::ops::Deref for StackNode<'_> {
+    type Target = Worker;
+    fn deref(&self) -> &Worker {
+        &self.w
+    }
+}
+
+impl Drop for StackNode<'_> {
+    fn drop(&mut self) {
+        // Stopped first, or its next inventory pass would register the provider again.
+        // (On a failure the worker's own drop still prints its log.)
+        self.w.stop();
+        if let Some(rp) = self.stack.provider_uuid(&self.w.host) {
+            for consumer in self.stack.provider_consumers(&rp) {
+                let _ = self.stack.os(&["resource", "provider", "allocation", "delete", &consumer]);
+            }
+            if let Err(e) = self.stack.os(&["resource", "provider", "delete", &rp]) {
+                eprintln!("cleanup: provider {rp} of {} not deleted: {e}", self.w.host);
+            }
+        }
+    }
+}
+
+fn start_worker(stack: &Stack) -> StackNode<'_> {
+    StackNode { stack, w: Worker::start(&stack_conf(stack)) }
+}
+
 fn port(stack: &Stack, id: &str) -> Value {
     stack.os_json(&["port", "show", id])
 }
@@ -160,7 +194,7 @@ async fn create_on_a_neutron_network_pins_ip_and_mac_and_delete_removes_the_port
     let _lock = StackLock::shared();
     let u = user(&stack);
     let net = Network::create(&stack, "create");
-    let w = Worker::start(&stack_conf(&stack));
+    let w = start_worker(&stack);
     let mut zun = w.zun();
 
     // Two containers at once on a network Docker does not know yet: one Docker network.
@@ -215,7 +249,7 @@ async fn a_preserved_port_attach_detach_and_security_groups() {
     let u = user(&stack);
     let net = Network::create(&stack, "preserve");
     let net2 = Network::create(&stack, "attach");
-    let w = Worker::start(&stack_conf(&stack));
+    let w = start_worker(&stack);
     let mut zun = w.zun();
 
     // The user's own port (zun-api sends it with preserve_on_delete = True).
@@ -288,7 +322,7 @@ async fn neutron_down_fails_the_create_with_a_reason_and_leaks_nothing() {
     let _lock = StackLock::exclusive();
     let u = user(&stack);
     let net = Network::create(&stack, "down");
-    let w = Worker::start(&stack_conf(&stack));
+    let w = start_worker(&stack);
     let mut zun = w.zun();
 
     let restart = Restart(&stack, "neutron");
