@@ -6,9 +6,11 @@
 //!   not wait behind a long create.
 //! - One file per operation family under `ops/`; the container status rules in
 //!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
-//!   pull policy in [`image_ref`]; resource claims in [`claims`]; what the host reports
-//!   to Placement and when it frees allocations in [`placement`]; Neutron through kuryr
-//!   in [`network`].
+//!   pull policy in [`image_ref`]; resource claims in [`claims`]; what is checked in a
+//!   container object from the wire (Docker references, resource bounds) in [`checks`];
+//!   what the host reports to Placement and when it frees allocations in [`placement`];
+//!   Neutron through kuryr in [`network`].
+pub mod checks;
 pub mod claims;
 pub mod executor;
 pub mod image_ref;

@@ -198,7 +198,7 @@ pub async fn network_attach(op: Op) -> MethodResult {
                     rq.network
                 )));
             }
-            let id = op.docker_id(c)?;
+            let id = op.docker_id(c).await?;
             let user = user_token(op);
             let project = op.ctx.project_id().unwrap_or_default().to_string();
             let groups = c.security_groups().unwrap_or_default();
@@ -230,7 +230,8 @@ pub async fn network_detach(op: Op) -> MethodResult {
         Box::pin(async move {
             let mut addresses = c.get_json("addresses").and_then(|v| v.as_object().cloned()).unwrap_or_default();
             let addrs = addresses.get(&net).and_then(Value::as_array).cloned().unwrap_or_default();
-            if let Some(id) = c.get_str("container_id").map(str::to_string) {
+            if c.get_str("container_id").is_some() {
+                let id = op.docker_id(c).await?;
                 if let Err(e) = op.svc.docker.network_disconnect(&net, &id, false).await {
                     if !ignorable_disconnect(&e) {
                         // zun's `finally`: the ports are released even when Docker refused.
