@@ -32,7 +32,7 @@ pub enum ConfigError {
 /// it (what `check-config` prints) gives the masked form: a URL with its password replaced
 /// by `***`, anything else `***`. The value itself is reached only through
 /// [`Secret::expose`], at the one place that needs it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -44,6 +44,10 @@ impl Secret {
     /// The secret itself, for the connection that needs it. Never log the result.
     pub fn expose(&self) -> &str {
         &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 
     /// What may be shown: a URL's password masked, any other value `***`.
@@ -400,6 +404,24 @@ impl Default for ClientSection {
     }
 }
 
+/// `[network]` (zun/conf/network.py): the container network driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkSection {
+    /// `kuryr` (zun's default): Neutron networks through the kuryr-libnetwork Docker
+    /// plugin, used when `[keystone_auth]` is configured. Anything else (`none`, `cni`):
+    /// only Docker's `[docker] default_network`.
+    pub driver: String,
+    /// The Docker network and IPAM plugin name (`docker plugin ls`), `kuryr`.
+    pub driver_name: String,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection { driver: "kuryr".into(), driver_name: "kuryr".into() }
+    }
+}
+
 /// `[oslo_messaging_notifications]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -461,6 +483,8 @@ pub struct Settings {
     pub placement_client: ClientSection,
     #[serde(default)]
     pub neutron_client: ClientSection,
+    #[serde(default)]
+    pub network: NetworkSection,
 }
 
 /// Keys whose values are secrets, never printed.

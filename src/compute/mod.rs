@@ -8,13 +8,15 @@
 //!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
 //!   pull policy in [`image_ref`]; resource claims in [`claims`]; what is checked in a
 //!   container object from the wire (Docker references, resource bounds) in [`checks`];
-//!   what the host reports to Placement and when it frees allocations in [`placement`].
+//!   what the host reports to Placement and when it frees allocations in [`placement`];
+//!   Neutron through kuryr in [`network`].
 pub mod checks;
 pub mod claims;
 pub mod executor;
 pub mod image_ref;
 pub mod manager;
 pub mod mapping;
+pub mod network;
 pub mod ops;
 pub mod placement;
 pub mod populate;

@@ -17,11 +17,16 @@
 //! `compute::mapping`.
 
 mod error;
+mod network;
 
 pub use error::{DockerError, DockerErrorKind};
+pub use network::{escape_segment, IpamPool, NetworkSpec, NetworkSummary};
 
 /// The `POST /containers/create` body, built by `compute::mapping`.
-pub use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+pub use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 
 use bollard::query_parameters as qp;
 use bollard::Docker;
@@ -174,6 +179,8 @@ pub struct ExecState {
 pub struct DockerClient {
     docker: Docker,
     timeout: Duration,
+    /// `[docker] api_url`, for the raw calls bollard's model cannot express.
+    api_url: String,
 }
 
 impl DockerClient {
@@ -196,7 +203,7 @@ impl DockerClient {
             ));
         }
         .map_err(|e| DockerError::from_bollard(e, &format!("connect {url}")))?;
-        Ok(DockerClient { docker, timeout: cfg.timeout })
+        Ok(DockerClient { docker, timeout: cfg.timeout, api_url: url.to_string() })
     }
 
     /// Asks the engine for its API version and lowers the client's to it when older.

@@ -174,6 +174,20 @@ pub async fn container_delete(op: Op) -> MethodResult {
         }
         tracing::warn!(container = %uuid, error = %e, "forced delete: ignoring the Docker error");
     }
+    // zun's `_cleanup_network_for_container` (zun runs it before the Docker remove; here
+    // it runs after, so a refused remove never leaves a running container without its
+    // ports): ports deleted, or unbound when preserved. Neutron refusing fails the
+    // delete unless forced, and a retried delete releases them then.
+    if let Err(e) = super::network::cleanup_for_delete(&op, &c).await {
+        let err = super::network::rpc_error(&e);
+        if !force {
+            op.fail(&mut c, &reason(&err), false).await;
+            let _ = op.end_task(&mut c, guard).await;
+            op.announce_end(&c, "delete", true);
+            return Err(err);
+        }
+        tracing::warn!(container = %uuid, error = %e, "forced delete: ports could not be released");
+    }
     let _ = op.end_task(&mut c, guard).await;
     // rt.remove_usage_from_container: only what this host claimed, as the row (not the
     // message) records it, and only figures a claim could have added.
