@@ -63,6 +63,7 @@ pub struct StackLock {
 impl StackLock {
     /// Other stack tests may run beside this one; nobody stops a stack service meanwhile.
     pub fn shared() -> Self {
+        eprintln!("[stack] taking the stack lock (shared)");
         let fault = flock(&state_dir().join("fault.lock"), FlockArg::LockShared);
         let stack = flock(&state_dir().join("openstack/stack.lock"), FlockArg::LockShared);
         StackLock { _stack: stack, _fault: fault }
@@ -70,6 +71,7 @@ impl StackLock {
 
     /// For a test that stops a stack service: no other stack test runs meanwhile.
     pub fn exclusive() -> Self {
+        eprintln!("[stack] taking the stack lock (exclusive)");
         let fault = flock(&state_dir().join("fault.lock"), FlockArg::LockShared);
         let stack = flock(&state_dir().join("openstack/stack.lock"), FlockArg::LockExclusive);
         StackLock { _stack: stack, _fault: fault }
@@ -344,7 +346,9 @@ impl<'a> StackWorker<'a> {
         let conf = write_conf(dir.path(), "zun.conf", &text);
         let log = dir.path().join("worker.log");
         let mut w = StackWorker { stack, child: None, host, conf, log, dir, starts: 0 };
+        eprintln!("[stack] starting worker {}", w.host);
         w.spawn();
+        eprintln!("[stack] worker {} consuming; waiting for zun-api and Placement to know it", w.host);
         w.wait_schedulable(Duration::from_secs(90));
         w
     }
