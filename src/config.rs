@@ -195,6 +195,15 @@ pub struct ComputeSection {
     pub reserve_disk_for_image: f64,
     pub cpu_allocation_ratio: Option<f64>,
     pub ram_allocation_ratio: Option<f64>,
+    pub disk_allocation_ratio: Option<f64>,
+    /// Used for a Placement inventory that does not exist yet when `*_allocation_ratio` is unset.
+    pub initial_cpu_allocation_ratio: f64,
+    pub initial_ram_allocation_ratio: f64,
+    pub initial_disk_allocation_ratio: f64,
+    /// Placement `reserved` of VCPU, MEMORY_MB and DISK_GB (MB, rounded up to GB).
+    pub reserved_host_cpus: i64,
+    pub reserved_host_memory_mb: i64,
+    pub reserved_host_disk_mb: i64,
     pub resume_container_state: bool,
     /// Containers operated on at once (different UUIDs); like nova's max concurrent builds.
     pub max_concurrent_operations: usize,
@@ -213,12 +222,154 @@ impl Default for ComputeSection {
             reserve_disk_for_image: 0.2,
             cpu_allocation_ratio: None,
             ram_allocation_ratio: None,
+            disk_allocation_ratio: None,
+            initial_cpu_allocation_ratio: 16.0,
+            initial_ram_allocation_ratio: 1.5,
+            initial_disk_allocation_ratio: 1.0,
+            reserved_host_cpus: 0,
+            reserved_host_memory_mb: 512,
+            reserved_host_disk_mb: 0,
             resume_container_state: false,
             max_concurrent_operations: 16,
             prefetch: 64,
             graceful_shutdown_timeout: 160,
             remove_orphans: false,
         }
+    }
+}
+
+/// A secret from zun.conf (a password, an application credential secret). `Debug`,
+/// `Display` and `Serialize` print `***`; only [`Secret::expose`] gives the value.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The value itself: only for the request that needs it, never for a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
+    }
+}
+
+/// `[keystone_auth]`: the service's own Keystone credentials, with the option names
+/// keystoneauth's `password` / `v3password` and `v3applicationcredential` plugins load,
+/// plus its session options (`cafile`, `insecure`, `timeout`). Unset `auth_url`: no
+/// OpenStack (standalone).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KeystoneAuthSection {
+    /// `password` (zun's default), `v3password` or `v3applicationcredential`.
+    pub auth_type: String,
+    pub auth_url: Option<String>,
+    pub user_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub user_domain_id: Option<String>,
+    pub user_domain_name: Option<String>,
+    pub project_id: Option<String>,
+    pub project_name: Option<String>,
+    pub project_domain_id: Option<String>,
+    pub project_domain_name: Option<String>,
+    /// Domain scope (instead of a project).
+    pub domain_id: Option<String>,
+    pub domain_name: Option<String>,
+    /// The generic `password` plugin's fallback for the user and project domains.
+    pub default_domain_id: Option<String>,
+    pub default_domain_name: Option<String>,
+    pub system_scope: Option<String>,
+    pub trust_id: Option<String>,
+    pub application_credential_id: Option<String>,
+    pub application_credential_name: Option<String>,
+    pub application_credential_secret: Option<Secret>,
+    /// PEM CA bundle for Keystone (keystoneauth session option).
+    pub cafile: Option<String>,
+    pub certfile: Option<String>,
+    pub keyfile: Option<String>,
+    pub insecure: bool,
+    /// Per-request timeout in seconds (keystoneauth: none; ours: 30 when unset).
+    pub timeout: Option<f64>,
+}
+
+impl Default for KeystoneAuthSection {
+    fn default() -> Self {
+        KeystoneAuthSection {
+            auth_type: "password".into(),
+            auth_url: None,
+            user_id: None,
+            username: None,
+            password: None,
+            user_domain_id: None,
+            user_domain_name: None,
+            project_id: None,
+            project_name: None,
+            project_domain_id: None,
+            project_domain_name: None,
+            domain_id: None,
+            domain_name: None,
+            default_domain_id: None,
+            default_domain_name: None,
+            system_scope: None,
+            trust_id: None,
+            application_credential_id: None,
+            application_credential_name: None,
+            application_credential_secret: None,
+            cafile: None,
+            certfile: None,
+            keyfile: None,
+            insecure: false,
+            timeout: None,
+        }
+    }
+}
+
+impl KeystoneAuthSection {
+    /// Whether the worker talks to OpenStack at all.
+    pub fn configured(&self) -> bool {
+        self.auth_url.as_deref().is_some_and(|u| !u.trim().is_empty())
+    }
+}
+
+/// `[placement_client]`, `[neutron_client]` (and zun's other `*_client` sections): how
+/// an OpenStack service is found in the catalog and reached.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientSection {
+    pub region_name: Option<String>,
+    /// `publicURL` (zun's default), `internalURL`, `adminURL`, or `public`/`internal`/`admin`.
+    pub endpoint_type: String,
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub insecure: bool,
+}
+
+impl Default for ClientSection {
+    fn default() -> Self {
+        ClientSection { region_name: None, endpoint_type: "publicURL".into(), ca_file: None, cert_file: None, key_file: None, insecure: false }
     }
 }
 
@@ -277,10 +428,16 @@ pub struct Settings {
     pub oslo_messaging_notifications: NotificationsSection,
     #[serde(default)]
     pub admin: AdminSection,
+    #[serde(default)]
+    pub keystone_auth: KeystoneAuthSection,
+    #[serde(default)]
+    pub placement_client: ClientSection,
+    #[serde(default)]
+    pub neutron_client: ClientSection,
 }
 
 /// Keys whose values are secrets, never printed.
-const SECRET_KEYS: &[&str] = &["password", "auth_encryption_key", "default_registry_password", "auth_token"];
+const SECRET_KEYS: &[&str] = &["password", "auth_encryption_key", "default_registry_password", "auth_token", "secret"];
 
 impl Settings {
     /// Loads the files in order, then the `ZUN_*` overrides from `env`.

@@ -13,6 +13,7 @@
 //! - [`store`]: the only module that writes SQL (zun's MySQL schema, or embedded SQLite).
 //! - [`periodic`], [`events`], [`admin`]: background duties, state notifications,
 //!   health and metrics.
+//! - [`openstack`]: the only module that speaks HTTP to OpenStack (Keystone, Placement).
 //! - [`config`]: zun.conf (INI) plus `ZUN_<SECTION>__<KEY>` environment overrides.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod config;
 pub mod docker;
 pub mod events;
 pub mod logging;
+pub mod openstack;
 pub mod oslo;
 pub mod periodic;
 pub mod rpc;

@@ -27,6 +27,8 @@ pub enum WorkerError {
     Admin { addr: String, source: std::io::Error },
     #[error("{0}")]
     Cli(String),
+    #[error("{0}")]
+    OpenStack(#[from] crate::openstack::OpenStackError),
 }
 
 /// Connects to Docker and negotiates the API version.
@@ -157,6 +159,19 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     } else {
         Notifier::disabled(&host)
     });
+    // OpenStack: a session when `[keystone_auth]` is configured, else standalone.
+    let keystone = crate::openstack::Session::from_settings(&settings)?;
+    let placement = match &keystone {
+        Some(session) => {
+            let client = session.client(crate::openstack::Service::Placement, &settings.placement_client)?;
+            tracing::info!(auth_url = %session.auth_url(), "OpenStack configured: reporting to Placement");
+            Some(Arc::new(crate::openstack::placement::Placement::new(client)))
+        }
+        None => {
+            tracing::info!("no [keystone_auth] auth_url: standalone, no Placement reporting");
+            None
+        }
+    };
     let svc = Arc::new(Services {
         settings: settings.clone(),
         store: store.clone(),
@@ -166,6 +181,8 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         host: host.clone(),
         claims: tokio::sync::Mutex::new(()),
         disk_quota_supported,
+        keystone,
+        placement,
     });
     let executor = Executor::new(settings.compute.max_concurrent_operations, Some(metrics.clone()));
     let manager = Arc::new(Manager::new(svc.clone(), executor.clone()));

@@ -318,6 +318,8 @@ async fn the_real_manager_survives_malformed_messages_and_handles_a_create() {
         host: host.clone(),
         claims: tokio::sync::Mutex::new(()),
         disk_quota_supported: false,
+        keystone: None,
+        placement: None,
     });
     let executor = Executor::new(8, Some(metrics));
     let manager = Arc::new(Manager::new(svc, executor.clone()));

@@ -24,6 +24,10 @@ pub struct Services {
     pub claims: tokio::sync::Mutex<()>,
     /// What `docker info` told us at start (disk quota support, ...).
     pub disk_quota_supported: bool,
+    /// The service's Keystone session (`[keystone_auth]`); `None` when standalone.
+    pub keystone: Option<crate::openstack::Session>,
+    /// Placement (`[placement_client]`); `None` when standalone.
+    pub placement: Option<Arc<crate::openstack::placement::Placement>>,
 }
 
 /// How zun-compute runs a method.

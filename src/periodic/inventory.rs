@@ -11,6 +11,8 @@ pub enum InventoryError {
     Docker(#[from] crate::docker::DockerError),
     #[error("store: {0}")]
     Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Placement(#[from] crate::openstack::OpenStackError),
 }
 
 /// MiB figures from `/proc/meminfo`: (total, free, available).
@@ -24,19 +26,24 @@ pub fn meminfo(text: &str) -> (i64, i64, i64) {
     (field("MemTotal:"), field("MemFree:"), field("MemAvailable:"))
 }
 
-/// GB of the filesystem holding `path` (zun: total minus `reserve_disk_for_image`).
-fn disk_total_gb(path: &str, reserve: f64) -> i64 {
-    match nix::sys::statvfs::statvfs(path) {
-        Ok(s) => {
-            let total = (s.blocks() as f64 * s.fragment_size() as f64 / (1u64 << 30) as f64) as i64;
-            total - (total as f64 * reserve) as i64
-        }
+/// Whole GiB of the filesystem holding `path` (zun's `get_total_disk_for_container`),
+/// `/` when `path` does not exist, 0 when neither can be read.
+pub fn filesystem_gb(path: &str) -> i64 {
+    let stat = nix::sys::statvfs::statvfs(path).or_else(|_| nix::sys::statvfs::statvfs("/"));
+    match stat {
+        Ok(s) => (s.blocks() as f64 * s.fragment_size() as f64 / (1u64 << 30) as f64) as i64,
         Err(_) => 0,
     }
 }
 
-/// Builds the record from what the host and Docker say, keeping the row's identity.
-pub async fn gather(svc: &Services, existing: Option<&ComputeNodeRecord>) -> Result<ComputeNodeRecord, InventoryError> {
+/// GB for containers (zun: total minus `reserve_disk_for_image`).
+fn disk_total_gb(total: i64, reserve: f64) -> i64 {
+    total - (total as f64 * reserve) as i64
+}
+
+/// Builds the record from what the host and Docker say, keeping the row's identity; with
+/// it the raw size (GiB) of Docker's filesystem, which Placement gets.
+pub async fn gather(svc: &Services, existing: Option<&ComputeNodeRecord>) -> Result<(ComputeNodeRecord, i64), InventoryError> {
     let info = svc.docker.info().await?;
     let (mem_total, mem_free, mem_available) = meminfo(&std::fs::read_to_string("/proc/meminfo").unwrap_or_default());
     let mut labels = Map::new();
@@ -64,19 +71,26 @@ pub async fn gather(svc: &Services, existing: Option<&ComputeNodeRecord>) -> Res
     rec.os = Some(info.operating_system.clone());
     rec.kernel_version = Some(info.kernel_version.clone());
     rec.labels = labels;
-    rec.disk_total = disk_total_gb(&info.docker_root_dir, svc.settings.compute.reserve_disk_for_image);
+    let fs_gb = filesystem_gb(&info.docker_root_dir);
+    rec.disk_total = disk_total_gb(fs_gb, svc.settings.compute.reserve_disk_for_image);
     rec.disk_quota_supported = svc.disk_quota_supported;
     rec.runtimes = if info.runtimes.is_empty() { vec!["runc".into()] } else { info.runtimes.clone() };
-    Ok(rec)
+    Ok((rec, fs_gb))
 }
 
-/// One inventory pass: upsert the row, then audit usage from the container rows.
+/// One inventory pass: upsert the row, audit usage from the container rows, then (with
+/// OpenStack configured) report the node to Placement and free leaked allocations. The
+/// row is written even when Placement is down; that error comes back after it.
 pub async fn refresh(svc: &Services) -> Result<ComputeNodeRecord, InventoryError> {
-    let _lock = svc.claims.lock().await;
-    let existing = svc.store.compute_node_get(&svc.host).await?;
-    let rec = gather(svc, existing.as_ref()).await?;
-    svc.store.compute_node_upsert(&rec).await?;
-    Ok(svc.store.compute_node_recompute_usage(&svc.host).await?)
+    let (rec, fs_gb) = {
+        let _lock = svc.claims.lock().await;
+        let existing = svc.store.compute_node_get(&svc.host).await?;
+        let (rec, fs_gb) = gather(svc, existing.as_ref()).await?;
+        svc.store.compute_node_upsert(&rec).await?;
+        (svc.store.compute_node_recompute_usage(&svc.host).await?, fs_gb)
+    };
+    crate::compute::placement::report_node(svc, &rec, fs_gb).await?;
+    Ok(rec)
 }
 
 #[cfg(test)]

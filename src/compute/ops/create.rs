@@ -29,6 +29,10 @@ pub async fn container_create(op: Op) -> MethodResult {
     }
     op.announce_start(&c, "create");
     let res = create_flow(&op, &mut c, &uuid, run).await;
+    if res.is_err() && c.get_str("status") == Some("Error") {
+        // zun-api's scheduler allocated for this host; zun leaks it here, we give it back.
+        crate::compute::placement::free_container_allocation(&op.svc, &uuid, "create failed").await;
+    }
     op.finish_action(&c, "create", res.is_err()).await;
     res.map(|_| Value::Null)
 }

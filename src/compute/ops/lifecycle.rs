@@ -147,6 +147,7 @@ pub async fn container_delete(op: Op) -> MethodResult {
     let row = op.svc.store.container_get(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
     if row.is_none() {
         let _ = op.svc.docker.remove(&format!("zun-{uuid}"), true).await;
+        crate::compute::placement::free_container_allocation(&op.svc, &uuid, "container deleted").await;
         op.announce_end(&c, "delete", false);
         return Ok(Value::Null);
     }
@@ -179,6 +180,9 @@ pub async fn container_delete(op: Op) -> MethodResult {
         }
     }
     op.svc.store.container_destroy(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
+    // zun's delete_allocation_for_container; when Placement is away, the next inventory
+    // pass frees it (the row is gone now).
+    crate::compute::placement::free_container_allocation(&op.svc, &uuid, "container deleted").await;
     op.announce_end(&c, "delete", false);
     Ok(Value::Null)
 }
