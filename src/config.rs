@@ -373,6 +373,24 @@ impl Default for ClientSection {
     }
 }
 
+/// `[network]` (zun/conf/network.py): the container network driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkSection {
+    /// `kuryr` (zun's default): Neutron networks through the kuryr-libnetwork Docker
+    /// plugin, used when `[keystone_auth]` is configured. Anything else (`none`, `cni`):
+    /// only Docker's `[docker] default_network`.
+    pub driver: String,
+    /// The Docker network and IPAM plugin name (`docker plugin ls`), `kuryr`.
+    pub driver_name: String,
+}
+
+impl Default for NetworkSection {
+    fn default() -> Self {
+        NetworkSection { driver: "kuryr".into(), driver_name: "kuryr".into() }
+    }
+}
+
 /// `[oslo_messaging_notifications]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -434,6 +452,8 @@ pub struct Settings {
     pub placement_client: ClientSection,
     #[serde(default)]
     pub neutron_client: ClientSection,
+    #[serde(default)]
+    pub network: NetworkSection,
 }
 
 /// Keys whose values are secrets, never printed.

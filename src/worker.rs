@@ -31,6 +31,23 @@ pub enum WorkerError {
     OpenStack(#[from] crate::openstack::OpenStackError),
 }
 
+/// The kuryr network driver when `[network] driver = kuryr` and `[keystone_auth]` is set
+/// (Neutron found in the catalog with `[neutron_client]`); `None` for a standalone worker.
+pub fn network_driver(
+    settings: &Settings,
+    session: Option<&crate::openstack::Session>,
+    host: &str,
+) -> Result<Option<Arc<crate::compute::network::Kuryr>>, crate::openstack::OpenStackError> {
+    use crate::openstack::{neutron::Neutron, Service};
+    if settings.network.driver != "kuryr" {
+        return Ok(None);
+    }
+    let Some(session) = session else { return Ok(None) };
+    let client = session.client(Service::Neutron, &settings.neutron_client)?;
+    tracing::info!(driver = %settings.network.driver_name, "Neutron networks through kuryr");
+    Ok(Some(Arc::new(crate::compute::network::Kuryr::new(Neutron::new(client), &settings.network.driver_name, host))))
+}
+
 /// Connects to Docker and negotiates the API version.
 pub async fn connect_docker(settings: &Settings) -> Result<DockerClient, DockerError> {
     let docker = DockerClient::connect(&DockerSettings {
@@ -172,6 +189,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
             None
         }
     };
+    let kuryr = network_driver(&settings, keystone.as_ref(), &host)?;
     let svc = Arc::new(Services {
         settings: settings.clone(),
         store: store.clone(),
@@ -183,6 +201,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         disk_quota_supported,
         keystone,
         placement,
+        kuryr,
     });
     let executor = Executor::new(settings.compute.max_concurrent_operations, Some(metrics.clone()));
     let manager = Arc::new(Manager::new(svc.clone(), executor.clone()));

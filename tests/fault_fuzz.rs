@@ -320,6 +320,7 @@ async fn the_real_manager_survives_malformed_messages_and_handles_a_create() {
         disk_quota_supported: false,
         keystone: None,
         placement: None,
+        kuryr: None,
     });
     let executor = Executor::new(8, Some(metrics));
     let manager = Arc::new(Manager::new(svc, executor.clone()));

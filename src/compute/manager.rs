@@ -28,6 +28,8 @@ pub struct Services {
     pub keystone: Option<crate::openstack::Session>,
     /// Placement (`[placement_client]`); `None` when standalone.
     pub placement: Option<Arc<crate::openstack::placement::Placement>>,
+    /// The kuryr network driver, when `[network] driver = kuryr` and Keystone is configured.
+    pub kuryr: Option<Arc<super::network::Kuryr>>,
 }
 
 /// How zun-compute runs a method.

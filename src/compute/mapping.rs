@@ -33,7 +33,10 @@
 //! Fields are read from the Container's wire form (`Container::get`) and parsed leniently:
 //! JSON fields may arrive as JSON strings or as objects, numbers as numbers or strings.
 
-use crate::docker::{ContainerCreateBody, HealthConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+use crate::docker::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 use crate::oslo::object::Container;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
@@ -406,6 +409,22 @@ fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
         Some(m) => (m, min) >= (major, minor),
         None => true,
     }
+}
+
+/// kuryr's `process_networking_config`: the container's endpoint on `network` pins the
+/// port's IPv4/IPv6 (`IPAMConfig`) and MAC. (Engines before API 1.44 read the MAC from
+/// the top-level `MacAddress`, which [`crate::docker::DockerClient::create_with_mac`] adds.)
+pub fn pin_endpoint(body: &mut ContainerCreateBody, network: &str, ipv4: Option<&str>, ipv6: Option<&str>, mac: &str) {
+    let endpoint = EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig {
+            ipv4_address: ipv4.map(str::to_string),
+            ipv6_address: ipv6.map(str::to_string),
+            ..Default::default()
+        }),
+        mac_address: Some(mac.to_string()),
+        ..Default::default()
+    };
+    body.networking_config = Some(NetworkingConfig { endpoints_config: Some(HashMap::from([(network.to_string(), endpoint)])) });
 }
 
 #[cfg(test)]

@@ -7,12 +7,14 @@
 //! - One file per operation family under `ops/`; the container status rules in
 //!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
 //!   pull policy in [`image_ref`]; resource claims in [`claims`]; what the host reports
-//!   to Placement and when it frees allocations in [`placement`].
+//!   to Placement and when it frees allocations in [`placement`]; Neutron through kuryr
+//!   in [`network`].
 pub mod claims;
 pub mod executor;
 pub mod image_ref;
 pub mod manager;
 pub mod mapping;
+pub mod network;
 pub mod ops;
 pub mod placement;
 pub mod populate;

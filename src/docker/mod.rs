@@ -18,12 +18,17 @@
 
 mod command;
 mod error;
+mod network;
 
 pub use command::{split_command, SplitCommandError};
 pub use error::{DockerError, DockerErrorKind};
+pub use network::{escape_segment, IpamPool, NetworkSpec, NetworkSummary};
 
 /// The `POST /containers/create` body, built by `compute::mapping`.
-pub use bollard::models::{ContainerCreateBody, HealthConfig, HostConfig, RestartPolicy, RestartPolicyNameEnum};
+pub use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HealthConfig, HostConfig, NetworkingConfig, RestartPolicy,
+    RestartPolicyNameEnum,
+};
 
 use bollard::query_parameters as qp;
 use bollard::Docker;
@@ -172,6 +177,8 @@ pub struct ExecState {
 pub struct DockerClient {
     docker: Docker,
     timeout: Duration,
+    /// `[docker] api_url`, for the raw calls bollard's model cannot express.
+    api_url: String,
 }
 
 impl DockerClient {
@@ -194,7 +201,7 @@ impl DockerClient {
             ));
         }
         .map_err(|e| DockerError::from_bollard(e, &format!("connect {url}")))?;
-        Ok(DockerClient { docker, timeout: cfg.timeout })
+        Ok(DockerClient { docker, timeout: cfg.timeout, api_url: url.to_string() })
     }
 
     /// Asks the engine for its API version and lowers the client's to it when older.

@@ -6,7 +6,8 @@
 //! Redelivery-safe: a create that finds `zun-<uuid>` already in Docker adopts it instead
 //! of failing or making a second container, and a claim already recorded for this host is
 //! not counted twice.
-use super::{docker_error, lifecycle, reason, Op};
+use super::{docker_error, lifecycle, network, reason, Op};
+use crate::compute::network::RequestedNetwork;
 use crate::compute::claims;
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions};
@@ -56,19 +57,24 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
         op.fail(c, msg, true).await;
         return Err(RpcError::not_supported(msg));
     }
-    // Networks: Neutron networks need kuryr; an empty list means Docker's default network.
-    let neutron = op.arg("requested_networks").and_then(Value::as_array).is_some_and(|a| {
-        a.iter().any(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.is_empty()))
-    });
-    if neutron {
-        let msg = "Neutron networks are not supported by zun-compute-rs yet: create the container without networks to use Docker's default network";
+    // Networks: Neutron networks through kuryr; none means Docker's default network.
+    let nets = match requested_networks(op) {
+        Ok(n) => n,
+        Err(e) => {
+            let msg = e.to_string();
+            op.fail(c, &msg, true).await;
+            return Err(network::rpc_error(&e));
+        }
+    };
+    if !nets.is_empty() && op.svc.kuryr.is_none() {
+        let msg = network::not_configured_reason();
         op.fail(c, msg, true).await;
         return Err(RpcError::not_supported(msg));
     }
     check_disk_quota(op, c).await?;
 
     op.event_start(uuid, "compute__do_container_create").await;
-    let created = do_container_create(op, c).await;
+    let created = do_container_create(op, c, &nets).await;
     op.event_finish(uuid, "compute__do_container_create", &created).await;
     created?;
     // An adopted container may be running already (the first attempt started it).
@@ -96,7 +102,7 @@ async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), RpcError> {
 }
 
 /// The claim plus `_do_container_create_base`, inside the create event.
-async fn do_container_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+async fn do_container_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
     let limits: Map<String, Value> = op.arg("limits").and_then(Value::as_object).cloned().unwrap_or_default();
     let request = claims::Request {
         memory_mb: memory_mb(c),
@@ -104,7 +110,7 @@ async fn do_container_create(op: &Op, c: &mut Container) -> Result<(), RpcError>
         disk_gb: c.get("disk").and_then(Value::as_i64).unwrap_or(0),
     };
     let claimed = claim(op, c, &request, &limits).await?;
-    let res = create_base(op, c).await;
+    let res = create_base(op, c, nets).await;
     if res.is_err() && claimed {
         // Claim.__exit__ → abort: give the usage back (the host stays as zun leaves it).
         release_usage(op, &request).await;
@@ -164,14 +170,14 @@ pub(crate) async fn release_usage(op: &Op, req: &claims::Request) {
 }
 
 /// zun's `_do_container_create_base`: task `container_creating`, pull, create, inspect.
-pub(crate) async fn create_base(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+pub(crate) async fn create_base(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
     let guard = op.begin_task(c, "container_creating").await?;
-    let res = pull_and_create(op, c).await;
+    let res = pull_and_create(op, c, nets).await;
     let ended = op.end_task(c, guard).await;
     res.and(ended)
 }
 
-async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
     let svc = &op.svc;
     let name = format!("zun-{}", c.uuid().unwrap_or_default());
     // Redelivery or a crash after create: adopt the container Docker already has.
@@ -241,7 +247,12 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
     op.save(c).await?;
 
     // driver.create
+    let mut provisioned: Option<network::Provisioned> = None;
     let created: Result<(), RpcError> = async {
+        if !nets.is_empty() {
+            tracing::info!(container = c.uuid().unwrap_or("-"), networks = nets.len(), "provisioning Neutron networks");
+            provisioned = Some(network::provision(op, c, nets).await.map_err(|e| network::rpc_error(&e))?);
+        }
         if mapping::needs_image_command(c).unwrap_or(false) {
             let inspect = svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e))?;
             if let Some(inspect) = inspect {
@@ -251,22 +262,54 @@ async fn pull_and_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
         let opts = MappingOptions {
             default_runtime: svc.settings.default.container_runtime.clone(),
             disk_quota_supported: svc.disk_quota_supported,
-            network_mode: svc.settings.docker.default_network.clone(),
+            network_mode: match &provisioned {
+                Some(p) => p.network.clone(),
+                None => svc.settings.docker.default_network.clone(),
+            },
             api_version: svc.docker.api_version(),
             binds: Vec::new(),
         };
-        let body = mapping::container_create_config(c, &repo, &tag, &opts).map_err(|e| RpcError::invalid(e.to_string()))?;
-        let id = svc.docker.create(&name, body).await.map_err(|e| docker_error(&e))?;
+        let mut body = mapping::container_create_config(c, &repo, &tag, &opts).map_err(|e| RpcError::invalid(e.to_string()))?;
+        let id = match &provisioned {
+            Some(p) => {
+                mapping::pin_endpoint(&mut body, &p.network, p.first.ipv4(), p.first.ipv6(), &p.first.port.mac_address);
+                svc.docker.create_with_mac(&name, body, &p.first.port.mac_address).await.map_err(|e| docker_error(&e))?
+            }
+            None => svc.docker.create(&name, body).await.map_err(|e| docker_error(&e))?,
+        };
         c.set("container_id", json!(id));
+        if let Some(p) = provisioned.as_mut() {
+            if let Err(e) = network::connect_rest(op, c, p).await {
+                // The container exists on a network it cannot fully have: remove it.
+                let _ = svc.docker.remove(&id, true).await;
+                c.set("container_id", Value::Null);
+                return Err(network::rpc_error(&e));
+            }
+        }
         let inspect = svc.docker.inspect(&id).await.map_err(|e| docker_error(&e))?;
         populate::populate_from_inspect(c, &inspect, true, chrono::Utc::now());
         op.save(c).await
     }
     .await;
     if let Err(e) = &created {
+        if let Some(p) = provisioned.take() {
+            network::undo_create(op, c, p.undo).await;
+        }
         op.fail(c, &reason(e), true).await;
     }
     created
+}
+
+/// `requested_networks`, validated; entries without a network id are ignored (the
+/// standalone CLI sends none, zun-api always one).
+fn requested_networks(op: &Op) -> Result<Vec<RequestedNetwork>, crate::compute::network::NetworkError> {
+    let Some(Value::Array(list)) = op.arg("requested_networks") else { return Ok(vec![]) };
+    let wanted: Vec<Value> = list
+        .iter()
+        .filter(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()))
+        .cloned()
+        .collect();
+    RequestedNetwork::parse_list(Some(&Value::Array(wanted)))
 }
 
 /// zun's auth_config: `[docker] default_registry_username/password` for the default registry.
@@ -308,7 +351,7 @@ async fn rebuild_flow(op: &Op, c: &mut Container, run: bool) -> Result<(), RpcEr
         }
         // A fresh create under the same name.
         let _ = op.svc.docker.remove(&format!("zun-{}", c.uuid().unwrap_or_default()), true).await;
-        create_base(op, c).await?;
+        create_base(op, c, &[]).await?;
         c.set("status", json!("Created"));
         c.set("status_reason", Value::Null);
         op.save(c).await

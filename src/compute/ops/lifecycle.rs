@@ -152,6 +152,19 @@ pub async fn container_delete(op: Op) -> MethodResult {
         return Ok(Value::Null);
     }
     let guard = op.begin_task(&mut c, "container_deleting").await?;
+    // zun's `_cleanup_network_for_container`: disconnect, ports deleted (or unbound when
+    // preserved). Neutron refusing fails the delete unless forced: a port left behind
+    // would hold its IP with nothing to show for it.
+    if let Err(e) = super::network::cleanup_for_delete(&op, &c).await {
+        let err = super::network::rpc_error(&e);
+        if !force {
+            op.fail(&mut c, &reason(&err), false).await;
+            let _ = op.end_task(&mut c, guard).await;
+            op.announce_end(&c, "delete", true);
+            return Err(err);
+        }
+        tracing::warn!(container = %uuid, error = %e, "forced delete: ports could not be released");
+    }
     let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| format!("zun-{uuid}"));
     if let Err(e) = op.svc.docker.remove(&target, force).await {
         let err = super::docker_error(&e);

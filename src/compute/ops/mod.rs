@@ -6,6 +6,7 @@ pub mod create;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;
+pub mod network;
 
 use super::manager::Services;
 use crate::docker::DockerError;
@@ -44,12 +45,11 @@ pub async fn run(svc: Arc<Services>, req: Request) -> MethodResult {
         "image_pull" => images::image_pull(op).await,
         "image_delete" => images::image_delete(op).await,
         "image_search" => images::image_search(op).await,
-        "add_security_group" | "remove_security_group" => {
-            Err(RpcError::not_supported("security groups need Neutron, which zun-compute-rs does not configure yet"))
-        }
-        "network_attach" | "network_detach" | "network_create" | "network_delete" => {
-            Err(RpcError::not_supported("Neutron networks are not configured in zun-compute-rs yet ([network] needs kuryr)"))
-        }
+        "add_security_group" => network::security_group(op, true).await,
+        "remove_security_group" => network::security_group(op, false).await,
+        "network_attach" => network::network_attach(op).await,
+        "network_detach" => network::network_detach(op).await,
+        "network_create" | "network_delete" => network::network_create_delete(op).await,
         "capsule_create" | "capsule_delete" => Err(RpcError::not_supported("capsules are not supported by zun-compute-rs")),
         other => Err(RpcError::NoSuchMethod(other.to_string())),
     }
