@@ -19,11 +19,26 @@ fn docker_exists(name: &str) -> bool {
     std::process::Command::new("docker").args(["inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
-/// The first address zun shows for network `net`: (addr, port id).
-fn address_on(show: &Value, net: &str) -> (String, String) {
-    let addrs = show["addresses"].get(net).and_then(Value::as_array).unwrap_or_else(|| panic!("no address on {net} in {show}"));
-    let a = addrs.iter().find(|a| a["version"] == 4).unwrap_or_else(|| panic!("no IPv4 address on {net}: {show}"));
-    (a["addr"].as_str().unwrap().to_string(), a["port"].as_str().unwrap_or_default().to_string())
+/// The container's address and Neutron port on network `net`: the address as zun-api
+/// shows it (`networks` and `addresses`, the `addresses` the worker wrote, one IPv4
+/// address per network here), the port from Neutron (device_id = the container).
+/// (`appcontainer network list` would say it at once, but python-zunclient 5.5.0's
+/// formatter is refused by osc-lib: "Invalid formatter provided".)
+fn address_on(stack: &Stack, uuid: &str, net: &str) -> Option<(String, String)> {
+    let show = stack.os_json(&["appcontainer", "show", uuid]);
+    let nets: Vec<&str> = show["networks"].as_str()?.split(", ").collect();
+    let addrs: Vec<&str> = show["addresses"].as_str()?.split(", ").collect();
+    if nets.len() != addrs.len() {
+        panic!("one address per network expected: {show}");
+    }
+    let ip = nets.iter().zip(&addrs).find(|(n, _)| **n == net)?.1.to_string();
+    let ports = stack.os_json(&["port", "list", "--device-id", uuid, "--network", net]);
+    let port = ports.as_array()?.first()?["ID"].as_str()?.to_string();
+    Some((ip, port))
+}
+
+fn address(stack: &Stack, uuid: &str, net: &str) -> (String, String) {
+    address_on(stack, uuid, net).unwrap_or_else(|| panic!("no address of {uuid} on {net}: {}", stack.os_json(&["appcontainer", "show", uuid])))
 }
 
 fn port_ip_mac(port: &Value) -> (String, String) {
@@ -58,7 +73,10 @@ fn run_network_placement_and_delete() {
     };
     assert_eq!(total("VCPU").to_string(), node[2], "VCPU total");
     assert_eq!(total("MEMORY_MB").to_string(), node[3], "MEMORY_MB total");
-    assert_eq!(total("DISK_GB").to_string(), node[4], "DISK_GB total");
+    // zun reports the whole filesystem to Placement and keeps `reserve_disk_for_image`
+    // (0.2) of it out of compute_node.disk_total (zun/container/driver.py)
+    let disk = total("DISK_GB");
+    assert_eq!((disk - (disk as f64 * 0.2) as i64).to_string(), node[4], "DISK_GB total {disk} vs disk_total");
 
     let a = w.run(&net, &format!("{}-a", net.name), IMAGE);
     let b = w.run(&net, &format!("{}-b", net.name), IMAGE);
@@ -66,7 +84,8 @@ fn run_network_placement_and_delete() {
     let show_b = w.wait_status(&b, "Running", RUNNING);
     assert_eq!(show_a["host"], w.host.as_str());
 
-    let (ip_a, port_id_a) = address_on(&show_a, &net.id);
+    let (ip_a, port_id_a) = address(&stack, &a, &net.id);
+    assert!(show_a["addresses"].as_str().unwrap_or_default().contains(&ip_a), "show lists {ip_a}: {show_a}");
     let ports = stack.ports_of(&a);
     assert_eq!(ports.len(), 1, "one Neutron port for {a}: {ports:?}");
     let (port_ip, port_mac) = port_ip_mac(&ports[0]);
@@ -80,7 +99,8 @@ fn run_network_placement_and_delete() {
     assert!(addr_inside.contains(&format!("{ip_a}/")), "IP inside the container: {addr_inside}");
 
     // b reaches a
-    let (ip_b, _) = address_on(&show_b, &net.id);
+    let (ip_b, _) = address(&stack, &b, &net.id);
+    assert_eq!(show_b["status"], "Running");
     assert_ne!(ip_a, ip_b);
     let ping = w.exec(&b, &["ping", "-c", "1", "-W", "5", &ip_a]);
     assert!(ping.contains("1 packets received"), "b pings a: {ping}");
@@ -161,20 +181,15 @@ fn network_attach_detach_and_security_groups() {
     w.wait_status(&c, "Running", RUNNING);
 
     stack.os_ok(&["appcontainer", "network", "attach", "--network", &net2.id, &c]);
-    let show = poll(RUNNING, "an address on the attached network", || {
-        let s = w.show(&c);
-        s["addresses"].get(&net2.id).is_some().then_some(s)
-    });
-    let (ip2, _) = address_on(&show, &net2.id);
+    let (ip2, _) = poll(RUNNING, "an address on the attached network", || address_on(&stack, &c, &net2.id));
     let ips = w.exec(&c, &["ip", "-o", "-4", "addr"]);
     assert!(ips.contains(&format!("{ip2}/")), "attached interface inside: {ips}");
-    let listed = stack.os_json(&["appcontainer", "network", "list", &c]);
-    assert_eq!(listed.as_array().map(Vec::len), Some(2), "two networks: {listed}");
+    let nets = w.show(&c)["networks"].as_str().unwrap_or_default().split(", ").count();
+    assert_eq!(nets, 2, "two networks");
 
     stack.os_ok(&["appcontainer", "network", "detach", "--network", &net2.id, &c]);
     poll(RUNNING, "the detached network gone from addresses and its port removed", || {
-        let s = w.show(&c);
-        (s["addresses"].get(&net2.id).is_none() && net2.ports().iter().all(|p| p["Device ID"] != c.as_str())).then_some(())
+        (address_on(&stack, &c, &net2.id).is_none() && net2.ports().iter().all(|p| p["Device ID"] != c.as_str())).then_some(())
     });
 
     let sg_name = common::unique("zunrs-netops-sg");
@@ -212,8 +227,8 @@ fn delete_keeps_a_preserved_port() {
         .as_str()
         .unwrap()
         .to_string();
-    let show = w.wait_status(&c, "Running", RUNNING);
-    let (ip, _) = address_on(&show, &net.id);
+    w.wait_status(&c, "Running", RUNNING);
+    let (ip, _) = address(&stack, &c, &net.id);
     assert_eq!(ip, port_ip, "the container uses the given port's address");
     stack.os_ok(&["appcontainer", "delete", "--stop", &c]);
     w.wait_gone(&c, RUNNING);

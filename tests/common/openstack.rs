@@ -172,7 +172,12 @@ impl Stack {
 
     pub fn try_os_json(&self, args: &[&str]) -> Result<Value, String> {
         let mut a = args.to_vec();
-        a.extend(["-f", "json"]);
+        if a.len() >= 2 && a[0] == "appcontainer" && (a[1] == "run" || a[1] == "create") {
+            // everything after the image is the container's command
+            a.splice(2..2, ["-f", "json"]);
+        } else {
+            a.extend(["-f", "json"]);
+        }
         let out = self.os(&a)?;
         serde_json::from_str(&out).map_err(|e| format!("`openstack {}` printed no JSON ({e}): {out}", a.join(" ")))
     }
