@@ -213,6 +213,14 @@ pub struct ComputeSection {
     pub graceful_shutdown_timeout: u64,
     /// Remove Docker containers named `zun-*` that the store does not know, at start-up.
     pub remove_orphans: bool,
+    /// Largest message body accepted (bytes, before and after decompression); larger
+    /// ones are rejected unparsed.
+    pub max_message_bytes: usize,
+    /// The broker's `consumer_timeout` in seconds (RabbitMQ's default: 1800); 0 when the
+    /// broker has none. A delivery whose operation still runs at three quarters of it is
+    /// acknowledged then, so the broker never closes the channel (which would hand every
+    /// other in-flight message on it back to the queue).
+    pub consumer_timeout: u64,
 }
 
 impl Default for ComputeSection {
@@ -234,6 +242,8 @@ impl Default for ComputeSection {
             prefetch: 64,
             graceful_shutdown_timeout: 160,
             remove_orphans: false,
+            max_message_bytes: crate::oslo::envelope::DEFAULT_MAX_MESSAGE_BYTES,
+            consumer_timeout: 1800,
         }
     }
 }
@@ -474,9 +484,7 @@ impl Settings {
         }
         for (k, v) in env {
             if let Some((section, key)) = env_key(&k) {
-                builder = builder
-                    .set_override(format!("{section}.{key}"), v)
-                    .map_err(|e| ConfigError::Other(e.to_string()))?;
+                builder = builder.set_override(format!("{section}.{key}"), v).map_err(|e| ConfigError::Other(e.to_string()))?;
             }
         }
         let cfg = builder.build().map_err(config_error)?;
@@ -512,9 +520,11 @@ impl Settings {
                         let shown = match v {
                             serde_json::Value::Null => continue,
                             serde_json::Value::String(s) => mask_value(k, s),
-                            serde_json::Value::Array(a) => {
-                                a.iter().map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string())).collect::<Vec<_>>().join(",")
-                            }
+                            serde_json::Value::Array(a) => a
+                                .iter()
+                                .map(|x| x.as_str().map(String::from).unwrap_or_else(|| x.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(","),
                             other => other.to_string(),
                         };
                         out.push_str(&format!("{k} = {shown}\n"));
@@ -638,7 +648,8 @@ mod tests {
     fn later_files_and_env_override() {
         let a = write("[DEFAULT]\nhost = a\nperiodic_interval_max = 30\n[database]\nconnection = mysql+pymysql://zun:secret@127.0.0.1/zun?charset=utf8\n");
         let b = write("[DEFAULT]\nhost = b\n[oslo_messaging_notifications]\ndriver = messagingv2\ntopics = notifications,extra\n");
-        let s = Settings::load(&[a.path(), b.path()], vec![("ZUN_OSLO_MESSAGING_RABBIT__AMQP_DURABLE_QUEUES".into(), "true".into())]).unwrap();
+        let s =
+            Settings::load(&[a.path(), b.path()], vec![("ZUN_OSLO_MESSAGING_RABBIT__AMQP_DURABLE_QUEUES".into(), "true".into())]).unwrap();
         assert_eq!(s.default.host, "b");
         assert_eq!(s.default.periodic_interval_max, 30);
         assert!(s.oslo_messaging_rabbit.amqp_durable_queues);
@@ -724,7 +735,11 @@ host_shared_with_nova = False
         let a = write("[DEFAULT]\nhost = from-file\n[compute]\nmax_concurrent_operations = 4\n");
         let s = Settings::load(
             &[a.path()],
-            vec![("ZUN_DEFAULT__HOST".into(), "from-env".into()), ("ZUN_COMPUTE__MAX_CONCURRENT_OPERATIONS".into(), "9".into()), ("HOME".into(), "/root".into())],
+            vec![
+                ("ZUN_DEFAULT__HOST".into(), "from-env".into()),
+                ("ZUN_COMPUTE__MAX_CONCURRENT_OPERATIONS".into(), "9".into()),
+                ("HOME".into(), "/root".into()),
+            ],
         )
         .unwrap();
         assert_eq!(s.default.host, "from-env");
@@ -739,10 +754,7 @@ host_shared_with_nova = False
 
     #[test]
     fn masks_multi_host_urls() {
-        assert_eq!(
-            mask_url_password("rabbit://u:p1@h1:5672,u:p2@h2:5672/vh"),
-            "rabbit://u:***@h1:5672,u:***@h2:5672/vh"
-        );
+        assert_eq!(mask_url_password("rabbit://u:p1@h1:5672,u:p2@h2:5672/vh"), "rabbit://u:***@h1:5672,u:***@h2:5672/vh");
         assert_eq!(mask_value("default_registry_password", "x"), "***");
     }
 }

@@ -213,11 +213,13 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     }
     recovery::recover(&svc, &manager).await;
     tokio::spawn(periodic::probe_health(svc.clone(), health.clone(), Duration::from_secs(2), stop.clone()));
-    let periodic_task = tokio::spawn(periodic::run(svc.clone(), manager.clone(), health.clone(), settings.periodic_interval(), stop.clone()));
+    let periodic_task =
+        tokio::spawn(periodic::run(svc.clone(), manager.clone(), health.clone(), settings.periodic_interval(), stop.clone()));
     let events_task = (settings.default.sync_container_state_interval >= 0)
         .then(|| tokio::spawn(periodic::follow_docker_events(svc.clone(), manager.clone(), stop.clone())));
 
-    let dispatcher = Arc::new(Dispatcher::new(manager.clone()));
+    let limits = crate::oslo::Limits { max_bytes: settings.compute.max_message_bytes.max(1024), ..Default::default() };
+    let dispatcher = Arc::new(Dispatcher::new(manager.clone()).with_limits(limits));
     let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher.clone(), metrics, health));
     let drain = Duration::from_secs(settings.compute.graceful_shutdown_timeout);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();

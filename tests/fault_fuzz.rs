@@ -58,14 +58,19 @@ fn random_json(rng: &mut StdRng, depth: u32) -> Value {
         2 => json!(rng.random::<i64>()),
         3 => json!(rng.random::<f64>() * 1e300),
         4 => Value::String(String::new()),
-        5 => Value::String(["None", "zun_object.data", "\u{0}", "\u{10ffff}", "1.0", "container_create", "_private", "9.9", "Creating"][rng.random_range(0..9)].into()),
+        5 => Value::String(
+            ["None", "zun_object.data", "\u{0}", "\u{10ffff}", "1.0", "container_create", "_private", "9.9", "Creating"]
+                [rng.random_range(0..9)]
+            .into(),
+        ),
         6 => Value::Number(serde_json::Number::from_string_unchecked("1".repeat(rng.random_range(20..400)))),
         7 => Value::String((0..rng.random_range(0..64)).map(|_| char::from(rng.random_range(0x20u8..0x7f))).collect()),
         8 => Value::Array((0..rng.random_range(0..4)).map(|_| random_json(rng, depth + 1)).collect()),
         9 => {
             let mut m = Map::new();
             for _ in 0..rng.random_range(0..4) {
-                let k = ["zun_object.name", "zun_object.version", "zun_object.data", "zun_object.namespace", "uuid", "x"][rng.random_range(0..6)];
+                let k = ["zun_object.name", "zun_object.version", "zun_object.data", "zun_object.namespace", "uuid", "x"]
+                    [rng.random_range(0..6)];
                 m.insert(k.into(), random_json(rng, depth + 1));
             }
             Value::Object(m)
@@ -103,8 +108,20 @@ fn mutate_at(rng: &mut StdRng, v: &mut Value, steps: u32) {
     }
     match v {
         Value::Object(m) if rng.random_bool(0.3) => {
-            let k = ["method", "args", "version", "namespace", "_msg_id", "_reply_q", "_unique_id", "_timeout", "_context_roles",
-                "container", "zun_object.changes", "run"][rng.random_range(0..12)];
+            let k = [
+                "method",
+                "args",
+                "version",
+                "namespace",
+                "_msg_id",
+                "_reply_q",
+                "_unique_id",
+                "_timeout",
+                "_context_roles",
+                "container",
+                "zun_object.changes",
+                "run",
+            ][rng.random_range(0..12)];
             m.insert(k.into(), random_json(rng, 0));
         }
         other => *other = random_json(rng, 0),
@@ -171,7 +188,8 @@ fn malformed(rng: &mut StdRng, seeds: &[(BodyMeta, Vec<u8>)]) -> (BodyMeta, Vec<
             .map(String::from);
         }
         9 => {
-            meta.compression = Some(["application/x-gzip", "application/x-bz2", "application/x-lzma", "zlib", "garbage"][rng.random_range(0..5)].into());
+            meta.compression =
+                Some(["application/x-gzip", "application/x-bz2", "application/x-lzma", "zlib", "garbage"][rng.random_range(0..5)].into());
         }
         10 => {
             let depth = rng.random_range(100..5000);
@@ -213,7 +231,9 @@ impl Endpoint for Probe {
         zun_compute_rs::compute::manager::method_mode(&req.method)?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         let checked = match req.args.get("container") {
-            Some(v) => Container::from_value(v).map_err(RpcError::Object).and_then(|c| c.validate().map_err(|e| RpcError::invalid(e.to_string()))),
+            Some(v) => {
+                Container::from_value(v).map_err(RpcError::Object).and_then(|c| c.validate().map_err(|e| RpcError::invalid(e.to_string())))
+            }
             None => Err(RpcError::builtin("TypeError", "missing required argument: 'container'")),
         };
         Some(Box::pin(async move { checked.map(|_| json!("ok")) }))
@@ -234,10 +254,14 @@ async fn settle_one(d: &Dispatcher, meta: &BodyMeta, body: &[u8], out: &mut Outc
     let disposition = disposition.unwrap_or_else(|_| panic!("accept panicked on {meta:?} {:?}", String::from_utf8_lossy(body)));
     match disposition {
         Disposition::Reject { .. } => out.rejected += 1,
-        Disposition::Duplicate { .. } => out.duplicate += 1,
+        Disposition::Duplicate { .. } | Disposition::Held { .. } => out.duplicate += 1,
         Disposition::Run(run) => {
             use futures_util::FutureExt;
             let r = AssertUnwindSafe(run.future).catch_unwind().await;
+            // As the RPC server does once the delivery is settled.
+            if let Some(uid) = &run.unique_id {
+                d.settled(uid, zun_compute_rs::rpc::dedup::Settlement::Acked);
+            }
             match r {
                 Ok(Ok(_)) => out.ran_ok += 1,
                 Ok(Err(e)) => {
@@ -269,7 +293,8 @@ async fn a_hundred_thousand_malformed_messages_then_good_ones() {
     for _ in 0..MESSAGES {
         let (meta, body) = malformed(&mut rng, &seeds);
         // The decoder alone, as the server's first step.
-        let _ = std::panic::catch_unwind(|| decode_body(&meta, &body)).unwrap_or_else(|_| panic!("decode_body panicked on {:?}", String::from_utf8_lossy(&body)));
+        let _ = std::panic::catch_unwind(|| decode_body(&meta, &body))
+            .unwrap_or_else(|_| panic!("decode_body panicked on {:?}", String::from_utf8_lossy(&body)));
         settle_one(&d, &meta, &body, &mut out).await;
     }
     println!("{MESSAGES} malformed messages in {:.1} s: {out:?}", started.elapsed().as_secs_f64());
@@ -301,11 +326,8 @@ async fn the_real_manager_survives_malformed_messages_and_handles_a_create() {
     // A socket nobody listens on: every Docker call is refused, as when dockerd is down.
     let sock = dir.path().join("no-docker.sock");
     drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let docker = DockerClient::connect(&DockerSettings {
-        api_url: format!("unix://{}", sock.display()),
-        timeout: Duration::from_secs(5),
-    })
-    .expect("docker client");
+    let docker = DockerClient::connect(&DockerSettings { api_url: format!("unix://{}", sock.display()), timeout: Duration::from_secs(5) })
+        .expect("docker client");
     let settings = Arc::new(Settings::load::<&std::path::Path>(&[], Vec::new()).unwrap());
     let metrics = Arc::new(Metrics::new());
     let host = "fuzz-node".to_string();

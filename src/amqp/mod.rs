@@ -28,6 +28,8 @@ pub enum AmqpError {
     Lapin(#[from] lapin::Error),
     #[error("consumer on {0} was cancelled by the broker")]
     ConsumerCancelled(String),
+    #[error("an exchange or routing key of {0} bytes is longer than AMQP's 255")]
+    NameTooLong(usize),
     #[error("reply to {reply_q} abandoned: {reason}")]
     ReplyAbandoned { reply_q: String, reason: String },
 }
@@ -48,6 +50,9 @@ pub struct AmqpSettings {
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub notification_exchange_durable: bool,
+    /// Acknowledge a delivery whose operation still runs after this long (three
+    /// quarters of the broker's `consumer_timeout`), before the broker closes the channel.
+    pub early_ack_after: Option<Duration>,
     next_broker: AtomicUsize,
 }
 
@@ -83,6 +88,8 @@ impl AmqpSettings {
             reply_retry: Duration::from_secs(r.kombu_missing_consumer_retry_timeout),
             retry_min: seconds(r.rabbit_retry_interval, 0.05),
             retry_max: seconds(r.rabbit_interval_max, 0.1),
+            early_ack_after: (s.compute.consumer_timeout > 0)
+                .then(|| Duration::from_millis(s.compute.consumer_timeout.min(86_400 * 365).saturating_mul(750))),
             next_broker: AtomicUsize::new(0),
         })
     }

@@ -16,7 +16,10 @@ use tokio::sync::Mutex;
 pub enum Settled {
     Acked,
     /// Basic.Return, e.g. 312 NO_ROUTE when the reply queue is gone.
-    Returned { code: u16, text: String },
+    Returned {
+        code: u16,
+        text: String,
+    },
     Nacked,
 }
 
@@ -72,6 +75,12 @@ impl Publisher {
         props: BasicProperties,
         mandatory: bool,
     ) -> Result<Settled, AmqpError> {
+        // AMQP short strings: a longer name cannot be encoded (and must not reach lapin).
+        for name in [exchange, routing_key] {
+            if name.len() > 255 {
+                return Err(AmqpError::NameTooLong(name.len()));
+            }
+        }
         let ch = self.channel().await?;
         let res = async {
             let confirm = ch
@@ -119,6 +128,9 @@ impl Publisher {
             if Instant::now() >= deadline {
                 return Err(AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason: retry });
             }
+            if matches!(outcome, Err(AmqpError::NameTooLong(_))) {
+                return Err(AmqpError::ReplyAbandoned { reply_q: to.reply_q.clone(), reason: retry });
+            }
             tracing::debug!(reply_q = %to.reply_q, msg_id = %to.msg_id, reason = %retry, "reply not delivered yet, retrying");
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
@@ -144,7 +156,12 @@ impl Publisher {
             .await?;
             ch.queue_declare(
                 ShortString::from(queue.name.as_str()),
-                QueueDeclareOptions { durable: queue.durable, auto_delete: queue.auto_delete, exclusive: queue.exclusive, ..Default::default() },
+                QueueDeclareOptions {
+                    durable: queue.durable,
+                    auto_delete: queue.auto_delete,
+                    exclusive: queue.exclusive,
+                    ..Default::default()
+                },
                 super::field_table(&queue.arguments),
             )
             .await?;

@@ -9,15 +9,16 @@
 use super::{connect_any, field_table, AmqpError, AmqpSettings, Publisher};
 use crate::admin::{Health, Metrics};
 use crate::oslo;
+use crate::rpc::dedup::Settlement;
 use crate::rpc::{Dispatcher, Disposition, ReplyTo, RpcError, Running};
 use futures_util::StreamExt;
-use lapin::Acker;
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions, BasicRejectOptions,
     ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::Acker;
 use lapin::{Channel, ExchangeKind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -159,7 +160,10 @@ impl RpcServer {
         }
         let drained = self.in_flight.wait_idle(Instant::now() + drain).await;
         if !drained {
-            tracing::warn!(left = self.in_flight.count.load(Ordering::SeqCst), "drain time over; unacknowledged deliveries return to their queues");
+            tracing::warn!(
+                left = self.in_flight.count.load(Ordering::SeqCst),
+                "drain time over; unacknowledged deliveries return to their queues"
+            );
         }
         let _ = ch.queue_delete(ShortString::from(self.fanout_queue.as_str()), QueueDeleteOptions::default()).await;
         let _ = conn.close(200, ShortString::from("zun-compute-rs stopping")).await;
@@ -189,7 +193,12 @@ impl RpcServer {
                 Declaration::Queue(q) => {
                     ch.queue_declare(
                         ShortString::from(q.name.as_str()),
-                        QueueDeclareOptions { durable: q.durable, auto_delete: q.auto_delete, exclusive: q.exclusive, ..Default::default() },
+                        QueueDeclareOptions {
+                            durable: q.durable,
+                            auto_delete: q.auto_delete,
+                            exclusive: q.exclusive,
+                            ..Default::default()
+                        },
                         field_table(&q.arguments),
                     )
                     .await?;
@@ -234,8 +243,29 @@ impl RpcServer {
             None => self.settings.reply_retry,
         };
         let acker = delivery.acker;
+        let early_ack = self.settings.early_ack_after;
         tokio::spawn(async move {
-            settle(disposition, acker, publisher, metrics, dispatcher, reply_budget).await;
+            // Whatever goes wrong while running, replying or settling, the delivery is
+            // settled: a panic on this path rejects it as poison (a second settlement of
+            // an acker already used is a no-op), so it can never pile up unacknowledged.
+            use futures_util::FutureExt;
+            let spare = acker.clone();
+            let settled = std::panic::AssertUnwindSafe(settle(
+                disposition,
+                acker,
+                publisher,
+                metrics.clone(),
+                dispatcher.clone(),
+                reply_budget,
+                early_ack,
+            ))
+            .catch_unwind()
+            .await;
+            if settled.is_err() {
+                tracing::error!("panic while settling a delivery; rejecting it as poison");
+                metrics.message(crate::rpc::UNKNOWN_METHOD, "rejected");
+                let _ = spare.reject(BasicRejectOptions { requeue: false }).await;
+            }
             drop(guard);
         });
     }
@@ -256,6 +286,7 @@ async fn settle(
     metrics: Arc<Metrics>,
     dispatcher: Arc<Dispatcher>,
     reply_budget: Duration,
+    early_ack: Option<Duration>,
 ) {
     match disposition {
         Disposition::Reject { error, reply_to, failure } => {
@@ -274,7 +305,26 @@ async fn settle(
             tracing::info!(unique_id = %unique_id, "dropping duplicate message");
             let _ = acker.ack(BasicAckOptions::default()).await;
         }
-        Disposition::Run(run) => run_and_settle(run, acker, publisher, metrics, dispatcher, reply_budget).await,
+        Disposition::Held { unique_id, held } => {
+            tracing::info!(unique_id = %unique_id, "a copy of a message that still runs: held until the first copy settles");
+            let how = held.settlement().await;
+            tracing::info!(unique_id = %unique_id, settled = ?how, "held copy settled like its first copy");
+            match how {
+                Settlement::Acked => {
+                    metrics.message("<duplicate>", "duplicate");
+                    let _ = acker.ack(BasicAckOptions::default()).await;
+                }
+                Settlement::Rejected => {
+                    metrics.message("<duplicate>", "rejected");
+                    let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
+                }
+                Settlement::Requeued => {
+                    metrics.message("<duplicate>", "requeued");
+                    let _ = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
+                }
+            }
+        }
+        Disposition::Run(run) => run_and_settle(run, acker, publisher, metrics, dispatcher, reply_budget, early_ack).await,
     }
 }
 
@@ -285,39 +335,87 @@ async fn run_and_settle(
     metrics: Arc<Metrics>,
     dispatcher: Arc<Dispatcher>,
     reply_budget: Duration,
+    early_ack: Option<Duration>,
 ) {
-    let Running { method, request_id, reply_to, heartbeat, unique_id, future } = run;
-    metrics.message(&method, "received");
+    let Running { method, label, request_id, reply_to, heartbeat, unique_id, future } = run;
+    // However this ends, copies held for this message follow its settlement; after a
+    // panic on the way (the caller then rejects the delivery) they are rejected too.
+    let mut held = HeldCopies { dispatcher: dispatcher.clone(), unique_id: unique_id.clone(), how: Settlement::Rejected };
+    metrics.message(label, "received");
     let started = Instant::now();
     // A method that panics must not leave its delivery unsettled (it would come back at
     // every reconnection): it is answered with an error and rejected as poison.
-    let panicked = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = panicked.clone();
     let future = async move {
         use futures_util::FutureExt;
-        std::panic::AssertUnwindSafe(future).catch_unwind().await.unwrap_or_else(|_| {
-            flag.store(true, Ordering::SeqCst);
-            Err(RpcError::internal("Unexpected error: the operation failed inside zun-compute-rs"))
-        })
+        std::panic::AssertUnwindSafe(future).catch_unwind().await.unwrap_or(Err(RpcError::Panicked))
     };
-    let result = match (&reply_to, heartbeat) {
-        (Some(to), Some(period)) => with_heartbeats(Box::pin(future), to, period, &publisher).await,
-        _ => future.await,
+    let future: crate::rpc::MethodFuture = match (&reply_to, heartbeat) {
+        (Some(to), Some(period)) => {
+            let to = to.clone();
+            let publisher = publisher.clone();
+            Box::pin(async move { with_heartbeats(Box::pin(future), &to, period, &publisher).await })
+        }
+        _ => Box::pin(future),
     };
-    let poison = panicked.load(Ordering::SeqCst);
+    let req = request_id.as_deref().unwrap_or("-");
+    // The broker closes a channel that holds a delivery past its consumer_timeout, and
+    // every other delivery on that channel goes back to the queue with it. Before that
+    // happens, a long operation's delivery is acknowledged: from then on a crash is
+    // covered by start-up recovery (the row's task_state), not by redelivery.
+    let mut acker = Some(acker);
+    let result = match early_ack {
+        None => future.await,
+        Some(after) => {
+            tokio::pin!(future);
+            tokio::select! {
+                r = &mut future => r,
+                _ = tokio::time::sleep(after) => {
+                    tracing::warn!(method = %method, request_id = %req, running_s = after.as_secs(),
+                        "operation still running: acknowledged before the broker's consumer_timeout");
+                    metrics.message(label, "acked_early");
+                    if let Some(a) = acker.take() {
+                        let _ = a.ack(BasicAckOptions::default()).await;
+                    }
+                    held.how = Settlement::Acked;
+                    if let Some(uid) = &unique_id {
+                        dispatcher.settled(uid, Settlement::Acked);
+                    }
+                    future.await
+                }
+            }
+        }
+    };
+    let poison = matches!(result, Err(RpcError::Panicked));
     let elapsed = started.elapsed().as_secs_f64();
+    let Some(acker) = acker else {
+        // Acknowledged early: only the reply (for a call) is left to send.
+        metrics.operation(label, result.is_ok(), elapsed);
+        match &result {
+            Err(RpcError::Abandoned) => tracing::error!(method = %method, request_id = %req,
+                "acknowledged early, then never started before the stop: start-up recovery must finish it"),
+            Err(e) => tracing::info!(method = %method, request_id = %req, error = %e, "method failed"),
+            Ok(_) => {}
+        }
+        if let Some(to) = &reply_to {
+            let reply = match result {
+                Ok(v) => oslo::Reply::success(&to.msg_id, v),
+                Err(e) => oslo::Reply::failure(&to.msg_id, &e.to_failure()),
+            };
+            if let Err(e) = publisher.send_reply(to, &reply, Instant::now() + reply_budget).await {
+                tracing::warn!(method = %method, request_id = %req, error = %e, "reply not delivered");
+            }
+        }
+        return;
+    };
     if let Err(RpcError::Abandoned) = &result {
         // Not started (shutting down): back to the queue for this or another worker.
-        if let Some(uid) = &unique_id {
-            dispatcher.forget(uid);
-        }
-        metrics.message(&method, "requeued");
-        tracing::info!(method = %method, request_id = request_id.as_deref().unwrap_or("-"), "not started before the stop; requeued");
+        held.how = Settlement::Requeued;
+        metrics.message(label, "requeued");
+        tracing::info!(method = %method, request_id = %req, "not started before the stop; requeued");
         let _ = acker.nack(BasicNackOptions { requeue: true, multiple: false }).await;
         return;
     }
-    metrics.operation(&method, result.is_ok(), elapsed);
-    let req = request_id.as_deref().unwrap_or("-");
+    metrics.operation(label, result.is_ok(), elapsed);
     match &result {
         Ok(_) => tracing::debug!(method = %method, request_id = %req, elapsed_ms = (elapsed * 1000.0) as u64, "done"),
         Err(e) => tracing::info!(method = %method, request_id = %req, error = %e, "method failed"),
@@ -334,12 +432,29 @@ async fn run_and_settle(
     if poison {
         // Dead-lettered (when the queue has a dead-letter exchange), never redelivered.
         tracing::error!(method = %method, request_id = %req, "the method panicked; rejecting the message as poison");
-        metrics.message(&method, "rejected");
+        metrics.message(label, "rejected");
         let _ = acker.reject(BasicRejectOptions { requeue: false }).await;
         return;
     }
-    metrics.message(&method, "acked");
+    metrics.message(label, "acked");
     let _ = acker.ack(BasicAckOptions::default()).await;
+    held.how = Settlement::Acked;
+}
+
+/// Settles the copies held for one message when its first copy is settled (on drop,
+/// so a panic on the way settles them too: as rejected, like the delivery itself).
+struct HeldCopies {
+    dispatcher: Arc<Dispatcher>,
+    unique_id: Option<String>,
+    how: Settlement,
+}
+
+impl Drop for HeldCopies {
+    fn drop(&mut self) {
+        if let Some(uid) = self.unique_id.take() {
+            self.dispatcher.settled(&uid, self.how);
+        }
+    }
 }
 
 /// oslo's call monitor: `ending: false` replies every `period` while the method runs.

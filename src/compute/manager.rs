@@ -56,14 +56,37 @@ pub fn method_mode(method: &str) -> Option<Mode> {
     })
 }
 
+/// Every method name [`method_mode`] knows, as the closed set of metrics labels.
+pub const METHODS: &[&str] = &[
+    "container_create", "container_delete", "container_start", "container_stop", "container_reboot",
+    "container_rebuild", "container_pause", "container_unpause", "container_kill", "resize_container",
+    "add_security_group", "remove_security_group", "network_attach", "network_detach", "capsule_create",
+    "container_show", "container_logs", "container_exec", "container_exec_resize", "container_update",
+    "container_attach", "container_resize", "container_top", "container_get_archive", "container_put_archive",
+    "container_stats", "container_commit", "image_pull", "image_delete", "image_search", "network_create",
+    "network_delete", "capsule_delete",
+];
+
+/// A test's fault injection: called inside the executor before a locked operation runs.
+pub type FaultHook = Arc<dyn Fn(&Request) + Send + Sync>;
+
 pub struct Manager {
     svc: Arc<Services>,
     executor: Arc<Executor>,
+    fault: Option<FaultHook>,
 }
 
 impl Manager {
     pub fn new(svc: Arc<Services>, executor: Arc<Executor>) -> Self {
-        Manager { svc, executor }
+        Manager { svc, executor, fault: None }
+    }
+
+    /// Tests only: run `hook` inside the executor before each locked operation (a hook
+    /// that panics stands for a bug in an operation). The worker never sets one.
+    #[doc(hidden)]
+    pub fn with_fault_hook(mut self, hook: FaultHook) -> Self {
+        self.fault = Some(hook);
+        self
     }
 
     pub fn services(&self) -> &Arc<Services> {
@@ -94,6 +117,10 @@ fn target_uuid(args: &serde_json::Map<String, Value>) -> Result<String, RpcError
 }
 
 impl Endpoint for Manager {
+    fn method_label(&self, method: &str) -> &'static str {
+        METHODS.iter().find(|m| **m == method).copied().unwrap_or(crate::rpc::UNKNOWN_METHOD)
+    }
+
     fn submit(&self, req: Request) -> Option<MethodFuture> {
         let mode = method_mode(&req.method)?;
         let svc = self.svc.clone();
@@ -108,8 +135,21 @@ impl Endpoint for Manager {
                 let method = req.method.clone();
                 let request_id = req.ctx.request_id().unwrap_or("-").to_string();
                 let container = uuid.clone();
+                let fault = self.fault.clone();
                 let job = Box::pin(async move {
-                    let r = ops::run(svc, req).await;
+                    // A panic must reach the RPC layer as a panic (poison: rejected), not
+                    // as a job dropped unanswered (which means "never started": requeued).
+                    use futures_util::FutureExt;
+                    let op = async move {
+                        if let Some(hook) = &fault {
+                            hook(&req);
+                        }
+                        ops::run(svc, req).await
+                    };
+                    let r = std::panic::AssertUnwindSafe(op).catch_unwind().await.unwrap_or_else(|_| {
+                        tracing::error!(container = %container, method = %method, request_id = %request_id, "operation panicked");
+                        Err(RpcError::Panicked)
+                    });
                     tracing::debug!(container = %container, method = %method, request_id = %request_id, ok = r.is_ok(), "operation finished");
                     let _ = tx.send(r);
                 });
@@ -142,6 +182,15 @@ mod tests {
             assert!(method_mode(m).is_some(), "{m}");
         }
         assert_eq!(method_mode("container_teleport"), None);
+    }
+
+    #[test]
+    fn metrics_labels_are_exactly_the_known_methods() {
+        for m in METHODS {
+            assert!(method_mode(m).is_some(), "{m}");
+        }
+        let known: std::collections::HashSet<_> = METHODS.iter().collect();
+        assert_eq!(known.len(), METHODS.len(), "no name twice");
     }
 
     #[test]

@@ -44,6 +44,65 @@ pub const COMPRESSION_GZIP: &str = "application/x-gzip";
 /// decompression bomb from exhausting memory (oslo messages are at most a few MB).
 pub const MAX_DECOMPRESSED_BYTES: u64 = 256 * 1024 * 1024;
 
+/// What one message may cost before it is decoded. zun's largest requests (a container
+/// with its environment and labels, a `container_put_archive` whose API body zun-api
+/// caps at 112 KiB by default) are far below both; a message above either is refused
+/// before it is parsed, as a decode error (rejected, dead-lettered when configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Body size, before and after decompression.
+    pub max_bytes: usize,
+    /// JSON values (objects, arrays, scalars) in one message.
+    pub max_values: usize,
+}
+
+/// Default of `[compute] max_message_bytes`.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// JSON values one message may hold (a zun container primitive holds a few hundred).
+pub const DEFAULT_MAX_MESSAGE_VALUES: usize = 200_000;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_bytes: DEFAULT_MAX_MESSAGE_BYTES, max_values: DEFAULT_MAX_MESSAGE_VALUES }
+    }
+}
+
+/// An upper bound on the JSON values in `text`, counted without parsing: every `[`,
+/// `{` and `,` outside strings, plus one.
+fn count_values_at_most(text: &str, limit: usize) -> Result<(), usize> {
+    let mut n = 1usize;
+    let mut in_str = false;
+    let mut escaped = false;
+    for b in text.bytes() {
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' | b',' => {
+                n += 1;
+                if n > limit {
+                    return Err(n);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn check_values(text: &str, layer: Layer, limits: &Limits) -> Result<(), CodecError> {
+    count_values_at_most(text, limits.max_values)
+        .map_err(|_| CodecError::TooLarge { what: format!("{layer} holds more than {} JSON values", limits.max_values) })
+}
+
 /// What of the AMQP properties matters for decoding.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BodyMeta {
@@ -57,21 +116,26 @@ pub struct BodyMeta {
 impl BodyMeta {
     /// The properties oslo puts on every message it publishes (uncompressed).
     pub fn oslo_default() -> Self {
-        BodyMeta {
-            content_type: Some(CONTENT_TYPE_JSON.into()),
-            content_encoding: Some(CONTENT_ENCODING_UTF8.into()),
-            compression: None,
-        }
+        BodyMeta { content_type: Some(CONTENT_TYPE_JSON.into()), content_encoding: Some(CONTENT_ENCODING_UTF8.into()), compression: None }
     }
 }
 
 /// Decodes an AMQP body into the inner RPC message map (request or reply), or says why
 /// the real server would reject the delivery. See the module doc for the exact rules.
 pub fn decode_body(meta: &BodyMeta, body: &[u8]) -> Result<Map<String, Value>, CodecError> {
+    decode_body_limited(meta, body, &Limits::default())
+}
+
+/// [`decode_body`] under `limits`: a body too large, or holding too many JSON values,
+/// is refused before it is parsed.
+pub fn decode_body_limited(meta: &BodyMeta, body: &[u8], limits: &Limits) -> Result<Map<String, Value>, CodecError> {
+    if body.len() > limits.max_bytes {
+        return Err(CodecError::TooLarge { what: format!("body of {} bytes exceeds {} bytes", body.len(), limits.max_bytes) });
+    }
     let decompressed;
     let body = match meta.compression.as_deref() {
         None => body,
-        Some(c) => match decompress(c, body)? {
+        Some(c) => match decompress(c, body, limits.max_bytes as u64)? {
             Some(d) => {
                 decompressed = d;
                 &decompressed[..]
@@ -87,6 +151,7 @@ pub fn decode_body(meta: &BodyMeta, body: &[u8]) -> Result<Map<String, Value>, C
         return Err(CodecError::ContentType(meta.content_type.clone()));
     }
     let text = std::str::from_utf8(body).map_err(|e| CodecError::Utf8 { layer: Layer::Body, detail: e.to_string() })?;
+    check_values(text, Layer::Body, limits)?;
     let outer = pyjson::parse(text).map_err(|source| CodecError::Json { layer: Layer::Body, source })?;
     check_kombu_tags(&outer)?;
     // Top-level tagged value: kombu turns it into a Python object; only an empty
@@ -111,6 +176,7 @@ pub fn decode_body(meta: &BodyMeta, body: &[u8]) -> Result<Map<String, Value>, C
         Value::String(s) => s,
         other => return Err(CodecError::EnvelopeMessageType(pyjson::py_type_name(other))),
     };
+    check_values(inner_text, Layer::Message, limits)?;
     let inner = pyjson::parse(inner_text).map_err(|source| CodecError::Json { layer: Layer::Message, source })?;
     match inner {
         Value::Object(m) => Ok(m),
@@ -119,25 +185,34 @@ pub fn decode_body(meta: &BodyMeta, body: &[u8]) -> Result<Map<String, Value>, C
 }
 
 /// Decompresses per kombu's registry. `Ok(None)`: kombu failed and keeps the raw body.
-fn decompress(compression: &str, body: &[u8]) -> Result<Option<Vec<u8>>, CodecError> {
+fn decompress(compression: &str, body: &[u8], max: u64) -> Result<Option<Vec<u8>>, CodecError> {
+    let max = max.min(MAX_DECOMPRESSED_BYTES);
     match compression {
         "application/x-gzip" | "gzip" | "zlib" => {
             let mut out = Vec::new();
-            let mut rd = flate2::read::ZlibDecoder::new(body).take(MAX_DECOMPRESSED_BYTES + 1);
+            let mut rd = flate2::read::ZlibDecoder::new(body).take(max + 1);
             match rd.read_to_end(&mut out) {
-                Ok(_) if out.len() as u64 > MAX_DECOMPRESSED_BYTES => Err(CodecError::Compression {
+                Ok(_) if out.len() as u64 > max => Err(CodecError::Compression {
                     compression: compression.into(),
-                    detail: format!("decompressed body exceeds {MAX_DECOMPRESSED_BYTES} bytes"),
+                    detail: format!("decompressed body exceeds {max} bytes"),
                 }),
                 Ok(_) => Ok(Some(out)),
                 Err(_) => Ok(None),
             }
         }
-        "application/x-bz2" | "bzip2" | "bzip" | "application/x-lzma" | "lzma" | "xz" | "application/x-brotli"
-        | "brotli" | "application/zstd" | "zstd" | "zstandard" => Err(CodecError::Compression {
-            compression: compression.into(),
-            detail: "codec not supported by this implementation".into(),
-        }),
+        "application/x-bz2"
+        | "bzip2"
+        | "bzip"
+        | "application/x-lzma"
+        | "lzma"
+        | "xz"
+        | "application/x-brotli"
+        | "brotli"
+        | "application/zstd"
+        | "zstd"
+        | "zstandard" => {
+            Err(CodecError::Compression { compression: compression.into(), detail: "codec not supported by this implementation".into() })
+        }
         // kombu raises on an unknown codec, records the error and keeps the raw body.
         _ => Ok(None),
     }
@@ -280,7 +355,10 @@ mod tests {
         assert_eq!(decode_body(&BodyMeta::default(), b"").unwrap(), Map::new());
         assert_eq!(decode_body(&meta, b"\"\"").unwrap(), Map::new());
         assert_eq!(decode_body(&meta, b"[]").unwrap(), Map::new());
-        assert_eq!(decode_body(&meta, br#"[["a", 1], "bc"]"#).unwrap(), serde_json::from_str::<Map<String, Value>>(r#"{"a":1,"b":"c"}"#).unwrap());
+        assert_eq!(
+            decode_body(&meta, br#"[["a", 1], "bc"]"#).unwrap(),
+            serde_json::from_str::<Map<String, Value>>(r#"{"a":1,"b":"c"}"#).unwrap()
+        );
         assert!(decode_body(&meta, b"5").is_err());
         assert!(decode_body(&meta, b"[1]").is_err());
         assert!(decode_body(&meta, br#"{"oslo.version": "2.0", "oslo.message": "5"}"#).is_err());

@@ -53,6 +53,9 @@ pub enum CodecError {
     /// The decoded message is not a JSON object (oslo builds a dict from it).
     #[error("{layer} is not a JSON object (got {got})")]
     NotAnObject { layer: Layer, got: &'static str },
+    /// The message costs more than [`crate::oslo::Limits`] allow.
+    #[error("message too large: {what}")]
+    TooLarge { what: String },
     /// A key of the message has a type this implementation cannot work with.
     #[error("message key {key} has the wrong type: {detail}")]
     BadKey { key: String, detail: String },

@@ -28,7 +28,7 @@ pub mod version;
 
 pub use container_types::{ContainerStatus, Cpuset, Healthcheck, RestartPolicy, TaskState};
 pub use context::RequestContext;
-pub use envelope::{decode_body, encode_envelope, BodyMeta};
+pub use envelope::{decode_body, decode_body_limited, encode_envelope, BodyMeta, Limits};
 pub use error::{CodecError, Layer};
 pub use failure::RemoteFailure;
 pub use message::{Reply, RpcMessage};

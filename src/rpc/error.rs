@@ -29,6 +29,10 @@ pub enum RpcError {
     /// to the queue instead of being answered.
     #[error("not started: the worker is shutting down")]
     Abandoned,
+    /// The method panicked (a bug): answered as `ZunException`, and its delivery is
+    /// rejected as poison instead of being requeued.
+    #[error("Unexpected error: the operation failed inside zun-compute-rs")]
+    Panicked,
 }
 
 impl RpcError {
@@ -92,7 +96,7 @@ impl RpcError {
         match self {
             RpcError::Zun { class, .. } | RpcError::Builtin { class, .. } => class,
             RpcError::NoSuchMethod(_) => "NoSuchMethod",
-            RpcError::Abandoned => "ZunException",
+            RpcError::Abandoned | RpcError::Panicked => "ZunException",
             RpcError::UnsupportedVersion { .. } => "UnsupportedVersion",
             RpcError::Object(ObjectError::IncompatibleVersion { .. }) => "IncompatibleObjectVersion",
             RpcError::Object(_) => "UnsupportedObjectError",
@@ -107,6 +111,11 @@ impl RpcError {
             RpcError::NoSuchMethod(_) | RpcError::UnsupportedVersion { .. } => (DISPATCHER_MODULE, self.to_string(), Map::new()),
             RpcError::Object(e) => (OVO_MODULE, e.to_string(), Map::new()),
             RpcError::Abandoned => (ZUN_MODULE, self.to_string(), Map::new()),
+            RpcError::Panicked => {
+                let mut kwargs = Map::new();
+                kwargs.insert("code".into(), Value::from(500));
+                (ZUN_MODULE, self.to_string(), kwargs)
+            }
         };
         let class = self.class().to_string();
         let qualified = if module == "builtins" { class.clone() } else { format!("{module}.{class}") };

@@ -53,6 +53,12 @@ impl Worker {
     /// (which `extra`, appended after the other sections, cannot reach). When `extra` has
     /// an `[admin]` section, it replaces the default one (admin listener off).
     pub fn start_with(default_extra: &str, extra: &str) -> Self {
+        Self::start_on(None, default_extra, extra)
+    }
+
+    /// Like [`Worker::start_with`], on the broker at `transport_url` when given (its
+    /// own RabbitMQ node, say) instead of a vhost of the shared one.
+    pub fn start_on(transport_url: Option<&str>, default_extra: &str, extra: &str) -> Self {
         let vhost = Vhost::new("zunrs-e2e");
         let db = TestDb::new();
         let dir = tempfile::tempdir().unwrap();
@@ -60,7 +66,7 @@ impl Worker {
         let text = format!(
             "[DEFAULT]\nhost = {host}\ntransport_url = {}\nrpc_response_timeout = 60\nstate_path = {}\n{}\n\
              [database]\nconnection = {}\n{}{extra}\n",
-            vhost.url(),
+            transport_url.map(str::to_string).unwrap_or_else(|| vhost.url()),
             dir.path().display(),
             if default_extra.contains("periodic_interval_max") {
                 default_extra.to_string()
@@ -80,7 +86,10 @@ impl Worker {
     /// (Re)starts the process and waits for it to consume.
     pub fn spawn(&mut self) {
         let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zun-compute-rs"))
+        // ZUN_RS_WORKER_BIN runs another build of the worker (e.g. to see a regression
+        // test fail on an older binary).
+        let bin = std::env::var("ZUN_RS_WORKER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zun-compute-rs").to_string());
+        let child = Command::new(bin)
             .arg("--config-file")
             .arg(&self.conf)
             .env("RUST_LOG", "info,zun_compute_rs=debug,lapin=warn")
