@@ -214,6 +214,7 @@ async fn allocations_are_freed_on_delete_and_on_a_failed_create() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_conflicts_are_refreshed_and_retried() {
+    let _ = tracing_subscriber::fmt().with_env_filter("zun_compute_rs=debug").with_test_writer().try_init();
     let _lock = StackLock::shared();
     let env = env();
     let p = placement(&env);
@@ -228,7 +229,9 @@ async fn generation_conflicts_are_refreshed_and_retried() {
     };
     let first = p.sync_provider(&node).await.unwrap();
     assert!(first.created && first.inventories_updated && !first.traits_updated, "{first:?}");
+    let started = std::time::Instant::now();
     let again = p.sync_provider(&node).await.unwrap();
+    eprintln!("a sync pass with nothing to change took {:?}", started.elapsed());
     assert!(!again.created && !again.inventories_updated && !again.traits_updated, "nothing changed: {again:?}");
 
     // Another writer bumps the generation: a write at the old one is a 409 we recognise.
@@ -242,34 +245,44 @@ async fn generation_conflicts_are_refreshed_and_retried() {
     assert!(is_generation_conflict(&e), "{e}");
     assert!(e.to_string().contains("Placement PUT /resource_providers/") && e.to_string().contains("409"), "{e}");
 
-    // A sync racing a writer that keeps bumping the generation still lands.
+    // Syncs racing a writer that keeps bumping the generation still land: each conflict
+    // is refreshed and retried. The writer's session is warm before the race starts.
+    let writer_p = placement(&env);
+    writer_p.get_traits(&rp).await.unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
-        let env = env.clone();
         let rp = rp.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            let p = placement(&env);
             let mut bumps = 0;
-            for i in 0..40 {
-                let Ok((g, _)) = p.get_traits(&rp).await else { continue };
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && i < 2000 {
+                i += 1;
+                let Ok((g, _)) = writer_p.get_traits(&rp).await else { continue };
                 let t = if i % 2 == 0 { "CUSTOM_OTHER_WRITER" } else { "CUSTOM_OTHER_WRITER_B" };
-                if p.set_traits(&rp, g, &[t.to_string()].into_iter().collect()).await.is_ok() {
+                if writer_p.set_traits(&rp, g, &[t.to_string()].into_iter().collect()).await.is_ok() {
                     bumps += 1;
                 }
+                // Another service writing now and then, not a tight loop.
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             bumps
         })
     };
     let mut conflicts = 0;
-    for mem in [9000, 9100, 9200, 9300, 9400] {
+    for step in 0..20 {
+        let mem = 9000 + step * 100;
         node.host.memory_mb = mem;
-        node.service_disabled = mem % 200 == 0;
+        node.service_disabled = step % 2 == 0;
         let r = p.sync_provider(&node).await.unwrap_or_else(|e| panic!("sync with memory {mem}: {e}"));
         conflicts += r.conflicts;
         let (_, inv) = p.get_inventories(&rp).await.unwrap();
         assert_eq!(inv[MEMORY_MB].total, mem);
     }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let bumps = writer.await.unwrap();
-    eprintln!("concurrent writer bumped the generation {bumps} times; the syncs met {conflicts} conflicts and retried");
+    eprintln!("concurrent writer bumped the generation {bumps} times; 20 syncs met {conflicts} conflicts and retried them");
+    assert!(bumps > 0, "the writer never wrote: no race happened");
     // The writer's own traits were kept: we only add or remove ours.
     let (_, traits) = p.get_traits(&rp).await.unwrap();
     assert!(traits.iter().any(|t| t.starts_with("CUSTOM_OTHER_WRITER")), "{traits:?}");

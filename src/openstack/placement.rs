@@ -8,6 +8,7 @@ use super::session::{path_segment, Auth, Request, ServiceClient};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// The trait zun-api's scheduler excludes (`required=!CUSTOM_ZUN_COMPUTE_STATUS_DISABLED`).
@@ -19,7 +20,9 @@ const CREATE_PROVIDER_VERSION: &str = "1.20";
 const INVENTORY_VERSION: &str = "1.26";
 const TRAITS_VERSION: &str = "1.6";
 const ALLOCATIONS_VERSION: &str = "1.28";
-/// Generation conflicts retried per update (zun: 4 attempts).
+/// Generation conflicts retried per update (zun: 3 retries, no pause; ours back off with jitter).
+const CONFLICT_RETRIES: usize = 7;
+/// Consumer generation conflicts retried when freeing an allocation.
 const CONFLICT_ATTEMPTS: usize = 4;
 
 pub const VCPU: &str = "VCPU";
@@ -170,7 +173,7 @@ pub struct SyncReport {
     pub created: bool,
     pub inventories_updated: bool,
     pub traits_updated: bool,
-    /// Generation conflicts met and retried.
+    /// Retries after a generation conflict (another writer) or a 5xx answer.
     pub conflicts: usize,
     pub generation: i64,
 }
@@ -347,27 +350,36 @@ impl Placement {
 
     /// zun's `_update_to_placement`: the provider exists (created with uuid and name),
     /// its inventories are what the host has, its traits carry the disabled trait exactly
-    /// when the service is disabled. Generation conflicts (another writer) are refreshed
-    /// and retried up to four times.
+    /// when the service is disabled. Generation conflicts (another writer) and 5xx answers
+    /// are refreshed and retried up to seven times, with a jittered backoff from 20 ms.
     pub async fn sync_provider(&self, node: &NodeReport) -> Result<SyncReport, OpenStackError> {
         if !is_uuid(&node.uuid) {
             return Err(bad_input("POST /resource_providers", "a provider id that is not a uuid"));
         }
         self.negotiate().await?;
-        let mut report = SyncReport::default();
-        let mut last = None;
-        for _ in 0..CONFLICT_ATTEMPTS {
-            match self.sync_once(node, &mut report).await {
-                Ok(()) => return Ok(report),
-                Err(e) if is_generation_conflict(&e) => {
-                    report.conflicts += 1;
-                    tracing::info!(rp_uuid = %node.uuid, error = %e, "resource provider generation conflict; refreshing and retrying");
-                    last = Some(e);
-                }
-                Err(e) => return Err(e),
+        use backon::{ExponentialBuilder, Retryable};
+        let report = std::sync::Mutex::new(SyncReport::default());
+        let attempt = || async {
+            let mut r = report.lock().map(|g| g.clone()).unwrap_or_default();
+            let res = self.sync_once(node, &mut r).await;
+            if let Ok(mut g) = report.lock() {
+                *g = r;
             }
-        }
-        Err(last.expect("at least one attempt"))
+            res
+        };
+        attempt
+            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(20)).with_max_delay(Duration::from_secs(1)).with_jitter().with_max_times(CONFLICT_RETRIES))
+            // A 5xx is retried too: Placement answers 500 when its database deadlocks
+            // under concurrent writes to one provider (seen with a concurrent trait writer).
+            .when(|e: &OpenStackError| is_generation_conflict(e) || e.status().is_some_and(|s| s >= 500))
+            .notify(|e, _| {
+                if let Ok(mut g) = report.lock() {
+                    g.conflicts += 1;
+                }
+                tracing::info!(rp_uuid = %node.uuid, error = %e, "resource provider update refused (generation conflict or server error); refreshing and retrying");
+            })
+            .await?;
+        Ok(report.into_inner().unwrap_or_default())
     }
 
     async fn sync_once(&self, node: &NodeReport, report: &mut SyncReport) -> Result<(), OpenStackError> {

@@ -998,6 +998,23 @@ mod tests {
     }
 
     #[test]
+    fn tls_options_are_checked() {
+        let s = Session::new(&conf()).unwrap();
+        let missing = ClientSection { ca_file: Some("/nonexistent/ca.pem".into()), ..Default::default() };
+        let e = s.client(Service::Placement, &missing).unwrap_err().to_string();
+        assert!(e.contains("/nonexistent/ca.pem"), "{e}");
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        let section = ClientSection { ca_file: Some(empty.path().display().to_string()), ..Default::default() };
+        let e = s.client(Service::Placement, &section).unwrap_err().to_string();
+        assert!(e.contains("no certificate"), "{e}");
+        assert!(s.client(Service::Placement, &ClientSection { insecure: true, ..Default::default() }).is_ok());
+        let certs = ClientSection { cert_file: Some("/x.pem".into()), ..Default::default() };
+        assert!(s.client(Service::Neutron, &certs).unwrap_err().to_string().contains("not supported"));
+        let ks = KeystoneAuthSection { cafile: Some("/nonexistent/ks.pem".into()), ..conf() };
+        assert!(Session::new(&ks).unwrap_err().to_string().contains("/nonexistent/ks.pem"));
+    }
+
+    #[test]
     fn path_segments_are_encoded() {
         assert_eq!(path_segment("abc-123_x"), "abc-123_x");
         assert_eq!(path_segment("a/../b"), "a%2F%2E%2E%2Fb");
