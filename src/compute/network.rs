@@ -152,7 +152,13 @@ impl Kuryr {
 
     /// `get_or_create_network`: the Docker network named `net` (the Neutron id), created
     /// when missing. Returns the Docker network id.
-    pub async fn ensure_network(&self, docker: &DockerClient, user: &UserToken, project_id: Option<&str>, net: &str) -> Result<String, NetworkError> {
+    pub async fn ensure_network(
+        &self,
+        docker: &DockerClient,
+        user: &UserToken,
+        project_id: Option<&str>,
+        net: &str,
+    ) -> Result<String, NetworkError> {
         if !check_id(net) {
             return Err(NetworkError::Invalid(format!("invalid Neutron network id {:?}", truncate(net))));
         }
@@ -176,7 +182,11 @@ impl Kuryr {
 
     /// zun's `create_network` arguments: the network's `shared`, its v4 and/or v6 subnet.
     pub async fn network_spec(&self, user: &UserToken, net: &str) -> Result<NetworkSpec, NetworkError> {
-        let network = self.neutron.network_get(Auth::User(user), net).await?.ok_or_else(|| NetworkError::Zun(format!("Neutron network {net} could not be found.")))?;
+        let network = self
+            .neutron
+            .network_get(Auth::User(user), net)
+            .await?
+            .ok_or_else(|| NetworkError::Zun(format!("Neutron network {net} could not be found.")))?;
         let shared = if network.get("shared").and_then(Value::as_bool).unwrap_or(false) { "True" } else { "False" };
         let subnets = self.neutron.subnets_of(Auth::User(user), net).await?;
         let pick = |version: i64| -> Result<Option<&Value>, NetworkError> {
@@ -205,7 +215,10 @@ impl Kuryr {
             let Some(s) = subnet else { continue };
             let id = s.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
             let cidr = s.get("cidr").and_then(Value::as_str).unwrap_or_default();
-            cidr.split('/').next().and_then(|a| a.parse::<IpAddr>().ok()).ok_or_else(|| NetworkError::Zun(format!("subnet {id} has no valid cidr")))?;
+            cidr.split('/')
+                .next()
+                .and_then(|a| a.parse::<IpAddr>().ok())
+                .ok_or_else(|| NetworkError::Zun(format!("subnet {id} has no valid cidr")))?;
             let gateway = s.get("gateway_ip").and_then(Value::as_str).filter(|g| g.parse::<IpAddr>().is_ok()).map(str::to_string);
             spec.ipam_options.insert(key.into(), id.clone());
             spec.options.insert(key.into(), id);
@@ -215,7 +228,12 @@ impl Kuryr {
     }
 
     /// zun's security group names/ids → ids (`get_security_group_ids`), as the user.
-    pub async fn security_group_ids(&self, user: &UserToken, project_id: &str, groups: &[String]) -> Result<Option<Vec<String>>, NetworkError> {
+    pub async fn security_group_ids(
+        &self,
+        user: &UserToken,
+        project_id: &str,
+        groups: &[String],
+    ) -> Result<Option<Vec<String>>, NetworkError> {
         if groups.is_empty() {
             return Ok(None);
         }
@@ -373,12 +391,8 @@ impl Kuryr {
         group_id: &str,
         add: bool,
     ) -> Result<(), NetworkError> {
-        let ids: Vec<&str> = addresses
-            .values()
-            .filter_map(Value::as_array)
-            .flatten()
-            .filter_map(|a| a.get("port").and_then(Value::as_str))
-            .collect();
+        let ids: Vec<&str> =
+            addresses.values().filter_map(Value::as_array).flatten().filter_map(|a| a.get("port").and_then(Value::as_str)).collect();
         let ports = self.neutron.ports(Auth::User(user), &[("tenant_id", project_id)]).await?;
         for p in ports.into_iter().filter(|p| ids.contains(&p.id.as_str())) {
             let mut groups = p.security_groups.clone();
@@ -430,7 +444,8 @@ mod tests {
         .unwrap();
         assert_eq!(ok.port, None);
         assert_eq!(ok.fixed_ip, None);
-        let p = RequestedNetwork::parse(&json!({"network": "n1", "port": "p1", "fixed_ip": "10.0.0.9", "preserve_on_delete": true})).unwrap();
+        let p =
+            RequestedNetwork::parse(&json!({"network": "n1", "port": "p1", "fixed_ip": "10.0.0.9", "preserve_on_delete": true})).unwrap();
         assert_eq!(p.port.as_deref(), Some("p1"));
         assert_eq!(p.fixed_ip, Some("10.0.0.9".parse().unwrap()));
         assert!(p.preserve_on_delete);

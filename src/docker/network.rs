@@ -5,8 +5,8 @@
 //! caller validated: a network name is a path segment, never a path.
 use super::{DockerClient, DockerError, DockerErrorKind};
 use bollard::models::{
-    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkDisconnectRequest,
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest, NetworkCreateRequest,
+    NetworkDisconnectRequest,
 };
 use bollard::query_parameters as qp;
 use http_body_util::{BodyExt, Full};
@@ -65,11 +65,7 @@ impl DockerClient {
                 config: Some(
                     spec.ipam_config
                         .iter()
-                        .map(|p| IpamConfig {
-                            subnet: Some(p.subnet.clone()),
-                            gateway: p.gateway.clone(),
-                            ..Default::default()
-                        })
+                        .map(|p| IpamConfig { subnet: Some(p.subnet.clone()), gateway: p.gateway.clone(), ..Default::default() })
                         .collect(),
                 ),
             }),
@@ -108,13 +104,7 @@ impl DockerClient {
     }
 
     /// `POST /networks/{name}/connect` with the addresses pinned (`IPAMConfig`).
-    pub async fn network_connect(
-        &self,
-        network: &str,
-        container: &str,
-        ipv4: Option<&str>,
-        ipv6: Option<&str>,
-    ) -> Result<(), DockerError> {
+    pub async fn network_connect(&self, network: &str, container: &str, ipv4: Option<&str>, ipv6: Option<&str>) -> Result<(), DockerError> {
         let seg = escape_segment(network);
         let req = format!("POST /networks/{seg}/connect");
         let ipam = (ipv4.is_some() || ipv6.is_some()).then(|| EndpointIpamConfig {
@@ -156,11 +146,7 @@ impl DockerClient {
         if let Some(o) = json.as_object_mut() {
             o.insert("MacAddress".into(), Value::String(mac.to_string()));
         }
-        let path = format!(
-            "/v{}/containers/create?name={}",
-            self.api_version(),
-            utf8_percent_encode(name, SEGMENT)
-        );
+        let path = format!("/v{}/containers/create?name={}", self.api_version(), utf8_percent_encode(name, SEGMENT));
         let (status, bytes) = tokio::time::timeout(self.timeout, self.raw_post(&path, json.to_string()))
             .await
             .map_err(|_| DockerError::new(DockerErrorKind::Timeout, "no answer in time", &req))?

@@ -3,8 +3,8 @@
 //!
 //! - [`session`]: Keystone v3 (`[keystone_auth]`): token cache and renewal, catalog,
 //!   [`ServiceClient`] for any service, the user's token from an RPC context.
-//! - [`placement`]: resource provider, inventories, traits, allocations.
 //! - [`neutron`]: networks, subnets, ports, security groups.
+//! - [`placement`]: resource provider, inventories, traits, allocations.
 //! - [`error`]: [`OpenStackError`], naming the service, the call and the status.
 pub mod error;
 pub mod neutron;

@@ -152,19 +152,6 @@ pub async fn container_delete(op: Op) -> MethodResult {
         return Ok(Value::Null);
     }
     let guard = op.begin_task(&mut c, "container_deleting").await?;
-    // zun's `_cleanup_network_for_container`: disconnect, ports deleted (or unbound when
-    // preserved). Neutron refusing fails the delete unless forced: a port left behind
-    // would hold its IP with nothing to show for it.
-    if let Err(e) = super::network::cleanup_for_delete(&op, &c).await {
-        let err = super::network::rpc_error(&e);
-        if !force {
-            op.fail(&mut c, &reason(&err), false).await;
-            let _ = op.end_task(&mut c, guard).await;
-            op.announce_end(&c, "delete", true);
-            return Err(err);
-        }
-        tracing::warn!(container = %uuid, error = %e, "forced delete: ports could not be released");
-    }
     let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| format!("zun-{uuid}"));
     if let Err(e) = op.svc.docker.remove(&target, force).await {
         let err = super::docker_error(&e);
@@ -178,6 +165,20 @@ pub async fn container_delete(op: Op) -> MethodResult {
             return Err(err);
         }
         tracing::warn!(container = %uuid, error = %e, "forced delete: ignoring the Docker error");
+    }
+    // zun's `_cleanup_network_for_container` (zun runs it before the Docker remove; here
+    // it runs after, so a refused remove never leaves a running container without its
+    // ports): ports deleted, or unbound when preserved. Neutron refusing fails the
+    // delete unless forced, and a retried delete releases them then.
+    if let Err(e) = super::network::cleanup_for_delete(&op, &c).await {
+        let err = super::network::rpc_error(&e);
+        if !force {
+            op.fail(&mut c, &reason(&err), false).await;
+            let _ = op.end_task(&mut c, guard).await;
+            op.announce_end(&c, "delete", true);
+            return Err(err);
+        }
+        tracing::warn!(container = %uuid, error = %e, "forced delete: ports could not be released");
     }
     let _ = op.end_task(&mut c, guard).await;
     // rt.remove_usage_from_container: only what this host claimed.

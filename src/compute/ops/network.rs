@@ -130,7 +130,10 @@ pub async fn cleanup_for_delete(op: &Op, c: &Container) -> Result<(), NetworkErr
         return Ok(());
     }
     let Some(k) = op.svc.kuryr.clone() else {
-        tracing::warn!(container = c.uuid().unwrap_or("-"), "the container has Neutron addresses but no Neutron is configured; ports are left");
+        tracing::warn!(
+            container = c.uuid().unwrap_or("-"),
+            "the container has Neutron addresses but no Neutron is configured; ports are left"
+        );
         return Ok(());
     };
     let id = c.get_str("container_id").map(str::to_string);
