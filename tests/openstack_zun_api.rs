@@ -127,7 +127,7 @@ fn run_network_placement_and_delete() {
     poll(Duration::from_secs(30), "no allocation left on the provider", || stack.provider_consumers(&rp).is_empty().then_some(()));
 }
 
-/// exec, logs, stop, start, restart, pause, unpause, kill, update through the CLI.
+/// exec, logs, stop, start, restart, pause, unpause, kill, update (`appcontainer set`) through the CLI.
 #[test]
 fn lifecycle_through_the_cli() {
     let _lock = StackLock::shared();
@@ -160,7 +160,7 @@ fn lifecycle_through_the_cli() {
     stack.os_ok(&["appcontainer", "unpause", &c]);
     w.wait_status(&c, "Running", RUNNING);
 
-    let updated = stack.os_json(&["appcontainer", "update", "--memory", "256", "--cpu", "0.5", &c]);
+    let updated = stack.os_json(&["appcontainer", "set", "--memory", "256", "--cpu", "0.5", &c]);
     assert_eq!(updated["memory"].as_str().map(|m| m.trim_end_matches('M').to_string()), Some("256".into()), "{updated}");
     let mem = std::process::Command::new("docker").args(["inspect", "-f", "{{.HostConfig.Memory}}", &format!("zun-{c}")]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (256u64 * 1024 * 1024).to_string(), "Docker's memory limit");
