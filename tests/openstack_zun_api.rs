@@ -203,9 +203,10 @@ fn network_attach_detach_and_security_groups() {
         let p = stack.os_json(&["port", "show", &port_id]);
         p["security_group_ids"].as_array().map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect()).unwrap_or_default()
     };
-    stack.os_ok(&["appcontainer", "add", "security", "group", &c, &sg_id]);
+    // zun-api serves add/remove_security_group up to API 1.14 (removed in 1.15)
+    stack.os_ok(&["--os-container-api-version", "1.14", "appcontainer", "add", "security", "group", &c, &sg_id]);
     poll(RUNNING, "the port carries the added security group", || port_groups().contains(&sg_id).then_some(()));
-    stack.os_ok(&["appcontainer", "remove", "security", "group", &c, &sg_id]);
+    stack.os_ok(&["--os-container-api-version", "1.14", "appcontainer", "remove", "security", "group", &c, &sg_id]);
     poll(RUNNING, "the security group removed from the port", || (!port_groups().contains(&sg_id)).then_some(()));
 
     stack.os_ok(&["appcontainer", "delete", "--stop", &c]);
