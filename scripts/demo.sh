@@ -6,8 +6,12 @@
 #
 #   bash scripts/demo.sh         run it (idempotent; the worker stays running)
 #   bash scripts/demo.sh stop    stop the demo worker and remove the demo containers
+#   bash scripts/demo.sh --openstack [stop]   the whole real path instead: Keystone, Placement,
+#                                Neutron + kuryr, the real zun-api and `openstack appcontainer`
+#                                (scripts/demo-openstack.sh), with time and memory
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --openstack ]; then shift; exec bash scripts/demo-openstack.sh "$@"; fi
 ROOT=$PWD
 STATE=/var/tmp/zun-rs/demo
 PIDFILE=$STATE/worker.pid

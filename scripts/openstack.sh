@@ -127,7 +127,15 @@ db_has_tables() { [ "$(mysql_q "SELECT COUNT(*) FROM information_schema.tables W
 start_daemon() {
   local name=$1; shift
   : >"$OS/log/$name.log"
-  setsid "$@" >>"$OS/log/$name.log" 2>&1 </dev/null 9>&- &
+  # The daemon must inherit no descriptor but its stdio: a caller's lock (flock -x on
+  # stack.lock around `openstack.sh up`) held open by a server would be held forever.
+  (
+    for fd in /proc/$BASHPID/fd/*; do
+      fd=${fd##*/}
+      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid "$@" >>"$OS/log/$name.log" 2>&1 </dev/null
+  ) &
   echo $! >"$OS/run/$name.pid"
 }
 # serve NAME PORT APP [ENV=VAL...]: a WSGI app under gunicorn, waits for READY and HTTP
