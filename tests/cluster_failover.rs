@@ -188,10 +188,9 @@ async fn killing_the_queue_leader_mid_stream_loses_nothing() {
     assert!(killed.success(), "kill -KILL {pid}");
     let killed_port = (5790 + leader as u32).to_string();
 
-    let (resumed, port) = wait_for(Duration::from_secs(30), "the worker consuming again", || async {
-        consuming_lines(&w).get(sessions_before).cloned()
-    })
-    .await;
+    let (resumed, port) =
+        wait_for(Duration::from_secs(30), "the worker consuming again", || async { consuming_lines(&w).get(sessions_before).cloned() })
+            .await;
     let gap = resumed.duration_since(killed_at).unwrap_or_default();
     println!("FAILOVER leader=zrs{leader} consuming again after {:.3} s on port {port}", gap.as_secs_f64());
     assert_ne!(port, killed_port, "the worker reconnected to the node that was killed");
@@ -224,7 +223,17 @@ async fn ten_workers_spread_over_the_nodes() {
     let vhost = ClusterVhost::new();
     let url = vhost.url();
     let started = Instant::now();
-    let workers: Vec<Worker> = (0..10).map(|_| Worker::start_on(Some(&url), "", "")).collect();
+    // Started five at a time (each builds its own database first).
+    let mut workers: Vec<Worker> = Vec::new();
+    for _ in 0..2 {
+        let batch: Vec<_> = (0..5)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || Worker::start_on(Some(&url), "", ""))
+            })
+            .collect();
+        workers.extend(batch.into_iter().map(|h| h.join().expect("worker start")));
+    }
     let mut per_port: HashMap<String, usize> = HashMap::new();
     for w in &workers {
         let lines = consuming_lines(w);

@@ -128,19 +128,6 @@ fn clamp_i32(v: i64) -> i32 {
     v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
-#[cfg(test)]
-mod tests {
-    use super::broker_order;
-
-    #[test]
-    fn failover_order_puts_the_failed_broker_last() {
-        assert_eq!(broker_order(3, 0, None), vec![0, 1, 2]);
-        assert_eq!(broker_order(3, 1, Some(1)), vec![2, 0, 1]);
-        assert_eq!(broker_order(3, 2, Some(0)), vec![2, 1, 0]);
-        assert_eq!(broker_order(1, 0, Some(0)), vec![0]);
-        assert_eq!(broker_order(2, 0, Some(7)), vec![0, 1]);
-    }
-}
 
 /// The order in which to try the brokers: round the ring from `start`, with `avoid`
 /// (the broker whose connection was just lost) last, so that a failover never lands on
@@ -197,4 +184,18 @@ pub(crate) fn field_table(args: &[(String, ArgValue)]) -> FieldTable {
         t.insert(ShortString::from(k.as_str()), v);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broker_order;
+
+    #[test]
+    fn failover_order_puts_the_failed_broker_last() {
+        assert_eq!(broker_order(3, 0, None), vec![0, 1, 2]);
+        assert_eq!(broker_order(3, 1, Some(1)), vec![2, 0, 1]);
+        assert_eq!(broker_order(3, 2, Some(0)), vec![2, 1, 0]);
+        assert_eq!(broker_order(1, 0, Some(0)), vec![0]);
+        assert_eq!(broker_order(2, 0, Some(7)), vec![0, 1]);
+    }
 }

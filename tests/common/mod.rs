@@ -73,30 +73,38 @@ impl Vhost {
 
     /// `rabbitmqctl list_queues` rows: name, durable, auto_delete, arguments.
     pub fn queues(&self) -> Vec<String> {
-        let out = rabbitmqctl(&["list_queues", "-p", &self.name, "-q", "--no-table-headers", "name", "durable", "auto_delete", "arguments"]);
-        let mut v: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect();
+        let out =
+            rabbitmqctl(&["list_queues", "-p", &self.name, "-q", "--no-table-headers", "name", "durable", "auto_delete", "arguments"]);
+        let mut v: Vec<String> =
+            out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| !l.is_empty()).collect();
         v.sort();
         v
     }
 
     pub fn exchanges(&self) -> Vec<String> {
-        let out = rabbitmqctl(&["list_exchanges", "-p", &self.name, "-q", "--no-table-headers", "name", "type", "durable", "auto_delete", "arguments"]);
-        let mut v: Vec<String> = out
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .filter(|l| l.starts_with("zun"))
-            .collect();
+        let out = rabbitmqctl(&[
+            "list_exchanges",
+            "-p",
+            &self.name,
+            "-q",
+            "--no-table-headers",
+            "name",
+            "type",
+            "durable",
+            "auto_delete",
+            "arguments",
+        ]);
+        let mut v: Vec<String> =
+            out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| l.starts_with("zun")).collect();
         v.sort();
         v
     }
 
     pub fn bindings(&self) -> Vec<String> {
-        let out = rabbitmqctl(&["list_bindings", "-p", &self.name, "-q", "--no-table-headers", "source_name", "destination_name", "routing_key"]);
-        let mut v: Vec<String> = out
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-            .filter(|l| l.starts_with("zun"))
-            .collect();
+        let out =
+            rabbitmqctl(&["list_bindings", "-p", &self.name, "-q", "--no-table-headers", "source_name", "destination_name", "routing_key"]);
+        let mut v: Vec<String> =
+            out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).filter(|l| l.starts_with("zun")).collect();
         v.sort();
         v
     }

@@ -86,4 +86,3 @@ impl Harness {
         tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("server stops").unwrap();
     }
 }
-
