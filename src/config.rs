@@ -25,6 +25,54 @@ pub enum ConfigError {
     Other(String),
 }
 
+/// A configuration value that holds a secret (a password, or a URL with one in it).
+///
+/// It cannot print itself: `Debug` shows `Secret(***)` and there is no `Display`, so a
+/// `{:?}` of [`Settings`] or of any struct holding one never shows the secret. Serializing
+/// it (what `check-config` prints) gives the masked form: a URL with its password replaced
+/// by `***`, anything else `***`. The value itself is reached only through
+/// [`Secret::expose`], at the one place that needs it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the connection that needs it. Never log the result.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// What may be shown: a URL's password masked, any other value `***`.
+    pub fn masked(&self) -> String {
+        let Some((scheme, rest)) = self.0.split_once("://") else {
+            return "***".into();
+        };
+        // A raw `@` after the authority (an unescaped `/` or `?` in the password) would
+        // defeat the per-host masking: show nothing of the rest then.
+        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        if rest[authority_end..].contains('@') {
+            return format!("{scheme}://***");
+        }
+        mask_url_password(&self.0)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.masked())
+    }
+}
+
 fn default_host() -> String {
     hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
@@ -49,7 +97,7 @@ fn list_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 pub struct DefaultSection {
     /// RPC server name, `container.host`, `zun_service.host`, `compute_node.hostname`.
     pub host: String,
-    pub transport_url: Option<String>,
+    pub transport_url: Option<Secret>,
     pub control_exchange: String,
     /// How often the heartbeat, inventory and state sync run (seconds).
     pub periodic_interval_max: u64,
@@ -65,7 +113,7 @@ pub struct DefaultSection {
     pub debug: bool,
     /// `json` for JSON log lines; anything else for text.
     pub log_format: String,
-    pub auth_encryption_key: String,
+    pub auth_encryption_key: Secret,
 }
 
 impl Default for DefaultSection {
@@ -86,7 +134,7 @@ impl Default for DefaultSection {
             my_ip: None,
             debug: false,
             log_format: "text".into(),
-            auth_encryption_key: "notgood but just long enough i t".into(),
+            auth_encryption_key: Secret::new("notgood but just long enough i t"),
         }
     }
 }
@@ -113,7 +161,11 @@ pub struct RabbitSection {
     pub rabbit_retry_backoff: f64,
     pub rabbit_interval_max: f64,
     pub ssl: bool,
+    /// PEM CA bundle the broker's certificate must chain to (else the system roots).
     pub ssl_ca_file: Option<String>,
+    /// PEM client certificate and its key, for brokers that ask for one.
+    pub ssl_cert_file: Option<String>,
+    pub ssl_key_file: Option<String>,
 }
 
 impl Default for RabbitSection {
@@ -137,6 +189,8 @@ impl Default for RabbitSection {
             rabbit_interval_max: 30.0,
             ssl: false,
             ssl_ca_file: None,
+            ssl_cert_file: None,
+            ssl_key_file: None,
         }
     }
 }
@@ -154,7 +208,7 @@ pub struct DockerSection {
     pub docker_remote_api_url: Option<String>,
     pub default_registry: Option<String>,
     pub default_registry_username: Option<String>,
-    pub default_registry_password: Option<String>,
+    pub default_registry_password: Option<Secret>,
     /// Docker network for containers without Neutron networks (ours; zun uses kuryr).
     pub default_network: String,
 }
@@ -182,7 +236,7 @@ impl Default for DockerSection {
 #[serde(default)]
 pub struct DatabaseSection {
     /// zun's SQLAlchemy URL (`mysql+pymysql://...`); unset means the embedded SQLite store.
-    pub connection: Option<String>,
+    pub connection: Option<Secret>,
     /// Where the embedded store lives (ours); default `$state_path/zun-compute-rs.sqlite`.
     pub sqlite_path: Option<String>,
 }
@@ -240,7 +294,7 @@ pub struct NotificationsSection {
     pub driver: Vec<String>,
     #[serde(deserialize_with = "list_opt")]
     pub topics: Vec<String>,
-    pub transport_url: Option<String>,
+    pub transport_url: Option<Secret>,
 }
 
 impl Default for NotificationsSection {
@@ -321,7 +375,9 @@ impl Settings {
     fn log_unknown(&self, raw: &BTreeMap<String, config::Value>) {
         let known = serde_json::to_value(self).unwrap_or_default();
         for (section, table) in raw {
-            let Ok(table) = table.clone().into_table() else { continue };
+            let Ok(table) = table.clone().into_table() else {
+                continue;
+            };
             let known_section = known.get(section).and_then(|s| s.as_object());
             for key in table.keys() {
                 if !known_section.is_some_and(|s| s.contains_key(key)) {
@@ -383,7 +439,9 @@ pub fn mask_value(key: &str, value: &str) -> String {
 
 /// `scheme://user:secret@host` → `scheme://user:***@host` (every host of a multi-host URL).
 pub fn mask_url_password(value: &str) -> String {
-    let Some(scheme_end) = value.find("://") else { return value.to_string() };
+    let Some(scheme_end) = value.find("://") else {
+        return value.to_string();
+    };
     let (head, rest) = value.split_at(scheme_end + 3);
     let (hosts, tail) = match rest.find('/') {
         Some(i) => rest.split_at(i),
@@ -541,8 +599,8 @@ host_shared_with_nova = False
         assert_eq!(s.default.host, "devstack-node");
         assert!(s.default.debug);
         assert_eq!(s.default.state_path, "/opt/stack/data/zun");
-        assert_eq!(s.default.transport_url.as_deref(), Some("rabbit://stackrabbit:secretrabbit@10.0.0.5:5672/"));
-        assert_eq!(s.database.connection.as_deref(), Some("mysql+pymysql://root:secretdb@127.0.0.1/zun?charset=utf8"));
+        assert_eq!(s.default.transport_url.as_ref().map(Secret::expose), Some("rabbit://stackrabbit:secretrabbit@10.0.0.5:5672/"));
+        assert_eq!(s.database.connection.as_ref().map(Secret::expose), Some("mysql+pymysql://root:secretdb@127.0.0.1/zun?charset=utf8"));
         assert_eq!(s.docker.docker_remote_api_host.as_deref(), Some("10.0.0.5"));
         assert_eq!(s.docker.execute_timeout, 10);
         assert!(s.oslo_messaging_notifications.enabled());
@@ -579,5 +637,29 @@ host_shared_with_nova = False
     fn masks_multi_host_urls() {
         assert_eq!(mask_url_password("rabbit://u:p1@h1:5672,u:p2@h2:5672/vh"), "rabbit://u:***@h1:5672,u:***@h2:5672/vh");
         assert_eq!(mask_value("default_registry_password", "x"), "***");
+    }
+
+    #[test]
+    fn debug_of_settings_never_shows_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("zun.conf");
+        std::fs::write(
+            &p,
+            "[DEFAULT]\ntransport_url = rabbit://zun:Rabbit-Pw-1@h1:5672,zun:Rabbit-Pw-2@h2/vh\nauth_encryption_key = Key-Pw-3\n\
+             [database]\nconnection = mysql+pymysql://zun:Db-Pw-4@db/zun?charset=utf8\n\
+             [docker]\ndefault_registry_password = Registry-Pw-5\n\
+             [oslo_messaging_notifications]\ntransport_url = rabbit://n:Notif-Pw-6@h/\n",
+        )
+        .unwrap();
+        let s = Settings::load(&[&p], Vec::new()).unwrap();
+        let shown = format!("{s:?} {s:#?} {}", s.to_masked_ini());
+        for pw in ["Rabbit-Pw-1", "Rabbit-Pw-2", "Key-Pw-3", "Db-Pw-4", "Registry-Pw-5", "Notif-Pw-6"] {
+            assert!(!shown.contains(pw), "{pw} printed: {shown}");
+        }
+        // The values are still there for the connections that need them.
+        assert_eq!(s.docker.default_registry_password.as_ref().map(Secret::expose), Some("Registry-Pw-5"));
+        assert!(s.to_masked_ini().contains("rabbit://zun:***@h1:5672,zun:***@h2/vh"));
+        // A password with a raw `/` or `@` in it is not half-masked.
+        assert_eq!(Secret::new("rabbit://u:pa/ss@h/").masked(), "rabbit://***");
     }
 }

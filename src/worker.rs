@@ -48,15 +48,21 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
             let _ = std::fs::create_dir_all(dir);
         }
     }
-    let store = Store::connect(settings.database.connection.as_deref(), &path).await?;
+    let store = Store::connect(settings.database.connection.as_ref().map(crate::config::Secret::expose), &path).await?;
     store.check_schema().await?;
     tracing::info!(backend = store.backend(), "state store ready");
     Ok(store)
 }
 
 /// Calls `f` until it succeeds (exponential backoff with jitter, 0.5 s to 30 s), or
-/// returns None when `stop` turns true first.
-async fn retry_until_stopped<T, E, F, Fut>(what: &str, stop: &mut watch::Receiver<bool>, mut f: F) -> Option<T>
+/// returns `Ok(None)` when `stop` turns true first. An error `fatal` accepts (a
+/// configuration that can never work, such as TLS asked for and impossible) ends the wait.
+async fn retry_until_stopped<T, E, F, Fut>(
+    what: &str,
+    stop: &mut watch::Receiver<bool>,
+    fatal: impl Fn(&E) -> bool,
+    mut f: F,
+) -> Result<Option<T>, E>
 where
     E: std::fmt::Display,
     F: FnMut() -> Fut,
@@ -71,13 +77,14 @@ where
         .build();
     loop {
         match f().await {
-            Ok(v) => return Some(v),
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if fatal(&e) => return Err(e),
             Err(e) => {
                 let wait = delays.next().unwrap_or(Duration::from_secs(30));
                 tracing::warn!(dependency = what, error = %e, retry_in_ms = wait.as_millis() as u64, "not reachable at start-up; waiting for it");
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
-                    _ = stop.wait_for(|v| *v) => return None,
+                    _ = stop.wait_for(|v| *v) => return Ok(None),
                 }
             }
         }
@@ -131,7 +138,14 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
 
     // Dependencies that are down at start-up are waited for (with backoff), not fatal:
     // the worker comes up when they do, like it rides out their outages later.
-    let Some(store) = retry_until_stopped("database", &mut stop, || open_store(&settings)).await else { return Ok(()) };
+    // The broker settings (and their TLS files) are checked before anything is waited for.
+    let amqp = Arc::new(AmqpSettings::from_config(&settings)?);
+    // A connection URL that can never work (malformed, TLS files missing, TLS asked for
+    // and impossible) is refused at once rather than waited for.
+    let refused = |e: &StoreError| matches!(e, StoreError::BadUrl(_) | StoreError::Tls { .. });
+    let Some(store) = retry_until_stopped("database", &mut stop, refused, || open_store(&settings)).await? else {
+        return Ok(());
+    };
     let store = Arc::new(store);
     Health::set(&health.db_ok, true);
     let connect = || async {
@@ -139,12 +153,13 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         let info = docker.info().await?;
         Ok::<_, DockerError>((docker, info))
     };
-    let Some((docker, info)) = retry_until_stopped("docker", &mut stop, connect).await else { return Ok(()) };
+    let Some((docker, info)) = retry_until_stopped("docker", &mut stop, |_: &DockerError| false, connect).await? else {
+        return Ok(());
+    };
     let docker = Arc::new(docker);
     Health::set(&health.docker_ok, true);
     let disk_quota_supported = info.disk_quota_supported().unwrap_or(false);
 
-    let amqp = Arc::new(AmqpSettings::from_config(&settings)?);
     let publisher = Arc::new(Publisher::new(amqp.clone()));
     let notifier = Arc::new(if settings.oslo_messaging_notifications.enabled() {
         Notifier::start(

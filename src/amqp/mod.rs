@@ -28,6 +28,8 @@ pub enum AmqpError {
     Lapin(#[from] lapin::Error),
     #[error("consumer on {0} was cancelled by the broker")]
     ConsumerCancelled(String),
+    #[error("TLS to the broker, as [oslo_messaging_rabbit] asks, cannot be set up: {0}")]
+    Tls(String),
     #[error("an exchange or routing key of {0} bytes is longer than AMQP's 255")]
     NameTooLong(usize),
     #[error("reply to {reply_q} abandoned: {reason}")]
@@ -50,15 +52,64 @@ pub struct AmqpSettings {
     pub retry_min: Duration,
     pub retry_max: Duration,
     pub notification_exchange_durable: bool,
+    /// CA and client identity for `amqps` brokers (`ssl_ca_file`, `ssl_cert_file`, ...).
+    pub tls: BrokerTls,
     /// Acknowledge a delivery whose operation still runs after this long (three
     /// quarters of the broker's `consumer_timeout`), before the broker closes the channel.
     pub early_ack_after: Option<Duration>,
     next_broker: AtomicUsize,
 }
 
+/// lapin's TLS configuration, read from the files once at start. Its `Debug` shows which
+/// files are in use, never the key.
+#[derive(Clone, Default)]
+pub struct BrokerTls {
+    config: lapin::tcp::OwnedTLSConfig,
+    shown: String,
+}
+
+impl std::fmt::Debug for BrokerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BrokerTls({})", self.shown)
+    }
+}
+
+impl BrokerTls {
+    /// Reads `ssl_ca_file` (PEM certificates) and `ssl_cert_file` + `ssl_key_file` (PEM).
+    /// Any of them named but unreadable, not PEM, or a key without its certificate is an
+    /// error: the worker refuses to start rather than connect without what was asked.
+    pub fn from_config(r: &crate::config::RabbitSection) -> Result<Self, AmqpError> {
+        let read = |opt: &str, path: &str| {
+            std::fs::read_to_string(path).map_err(|e| AmqpError::Tls(format!("[oslo_messaging_rabbit] {opt} {path:?}: {e}")))
+        };
+        let mut t = BrokerTls::default();
+        let mut shown = Vec::new();
+        if let Some(path) = r.ssl_ca_file.as_deref().filter(|p| !p.is_empty()) {
+            let pem = read("ssl_ca_file", path)?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(AmqpError::Tls(format!("[oslo_messaging_rabbit] ssl_ca_file {path:?} holds no PEM certificate")));
+            }
+            t.config.cert_chain = Some(pem);
+            shown.push(format!("ca={path}"));
+        }
+        match (r.ssl_cert_file.as_deref().filter(|p| !p.is_empty()), r.ssl_key_file.as_deref().filter(|p| !p.is_empty())) {
+            (Some(cert), Some(key)) => {
+                let pem = read("ssl_cert_file", cert)?;
+                let key_pem = read("ssl_key_file", key)?;
+                t.config.identity = Some(lapin::tcp::OwnedIdentity::PKCS8 { pem: pem.into_bytes(), key: key_pem.into_bytes() });
+                shown.push(format!("cert={cert}"));
+            }
+            (None, None) => {}
+            _ => return Err(AmqpError::Tls("[oslo_messaging_rabbit] ssl_cert_file and ssl_key_file go together".into())),
+        }
+        t.shown = if shown.is_empty() { "system roots".into() } else { shown.join(", ") };
+        Ok(t)
+    }
+}
+
 impl AmqpSettings {
     pub fn from_config(s: &Settings) -> Result<Self, AmqpError> {
-        let url = s.default.transport_url.as_deref().ok_or(AmqpError::NoTransport)?;
+        let url = s.default.transport_url.as_ref().map(crate::config::Secret::expose).ok_or(AmqpError::NoTransport)?;
         let r = &s.oslo_messaging_rabbit;
         let brokers = parse_transport_url(url, r.ssl)?;
         let n_brokers = brokers.len().max(1);
@@ -77,6 +128,8 @@ impl AmqpSettings {
             rabbit_stream_fanout: false,
         };
         let prefetch = if r.rabbit_qos_prefetch_count > 0 { r.rabbit_qos_prefetch_count } else { s.compute.prefetch };
+        // oslo reads the TLS files only when TLS is on; so do we, and then they must work.
+        let tls = if brokers.iter().any(|b| b.tls) { BrokerTls::from_config(r)? } else { BrokerTls::default() };
         Ok(AmqpSettings {
             brokers,
             exchange: s.default.control_exchange.clone(),
@@ -89,6 +142,7 @@ impl AmqpSettings {
             reply_retry: Duration::from_secs(r.kombu_missing_consumer_retry_timeout),
             retry_min: seconds(r.rabbit_retry_interval, 0.05),
             retry_max: seconds(r.rabbit_interval_max, 0.1),
+            tls,
             early_ack_after: (s.compute.consumer_timeout > 0)
                 .then(|| Duration::from_millis(s.compute.consumer_timeout.min(86_400 * 365).saturating_mul(750))),
             next_broker: AtomicUsize::new(rand::random_range(0..n_brokers)),
@@ -156,7 +210,15 @@ pub(crate) async fn connect_any(
         let addr = &settings.brokers[idx];
         let name = format!("zun-compute-rs:{}:{}", std::process::id(), purpose);
         let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
-        match tokio::time::timeout(Duration::from_secs(10), Connection::connect(&addr.uri(settings.heartbeat), props)).await {
+        let connect = async {
+            lapin::ConnectionBuilder::new()?
+                .with_uri_str(addr.uri(settings.heartbeat))
+                .with_properties(props)
+                .with_tls_config(settings.tls.config.clone())
+                .connect()
+                .await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), connect).await {
             Ok(Ok(conn)) => {
                 settings.next_broker.store(idx, Ordering::Relaxed);
                 tracing::info!(broker = %addr.display(), purpose, "connected to broker");

@@ -41,10 +41,12 @@ pub fn method_mode(method: &str) -> Option<Mode> {
     Some(match method {
         "container_create" | "container_delete" | "container_start" | "container_stop" | "container_reboot"
         | "container_rebuild" | "container_pause" | "container_unpause" | "container_kill" | "resize_container"
-        | "add_security_group" | "remove_security_group" | "network_attach" | "network_detach" | "capsule_create" => Locked,
+        | "add_security_group" | "remove_security_group" | "network_attach" | "network_detach" | "capsule_create"
+        // A call, but it pauses, commits and unpauses: zun holds the container's lock.
+        | "container_commit" => Locked,
         "container_show" | "container_logs" | "container_exec" | "container_exec_resize" | "container_update"
         | "container_attach" | "container_resize" | "container_top" | "container_get_archive"
-        | "container_put_archive" | "container_stats" | "container_commit" | "image_pull" | "image_delete"
+        | "container_put_archive" | "container_stats" | "image_pull" | "image_delete"
         | "image_search" | "network_create" | "network_delete" | "capsule_delete" => Inline,
         _ => return None,
     })
@@ -123,7 +125,7 @@ impl Endpoint for Manager {
             Mode::Locked => {
                 let uuid = match target_uuid(&req.args) {
                     Ok(u) => u,
-                    Err(e) => return Some(Box::pin(async move { Err(e) })),
+                    Err(e) => return Some(Box::pin(ops::refuse(svc, req, e))),
                 };
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 let method = req.method.clone();

@@ -205,7 +205,7 @@ fn host_config(container: &Container, opts: &MappingOptions) -> Result<HostConfi
         hc.auto_remove = Some(true);
     }
     if let Some(mb) = memory_mb(container)? {
-        hc.memory = Some(mb * 1024 * 1024);
+        hc.memory = Some(mb.checked_mul(1024 * 1024).filter(|b| *b >= 0).ok_or_else(|| bad("memory", format!("memory {mb} MB out of range")))?);
     }
     if let Some(cpu) = opt_f64(container, "cpu")? {
         hc.cpu_shares = Some((1024.0 * cpu) as i64);

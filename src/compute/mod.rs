@@ -6,7 +6,9 @@
 //!   not wait behind a long create.
 //! - One file per operation family under `ops/`; the container status rules in
 //!   [`populate`]; the Container → Docker mapping in [`mapping`]; image references and
-//!   pull policy in [`image_ref`]; resource claims in [`claims`].
+//!   pull policy in [`image_ref`]; resource claims in [`claims`]; what is checked in a
+//!   container object from the wire (Docker references, resource bounds) in [`checks`].
+pub mod checks;
 pub mod claims;
 pub mod executor;
 pub mod image_ref;

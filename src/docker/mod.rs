@@ -290,6 +290,7 @@ impl DockerClient {
 
     /// `GET /images/{name}/json`: the image's inspect JSON, `None` when Docker says 404.
     pub async fn image_exists(&self, image: &str) -> Result<Option<Value>, DockerError> {
+        let image = &image_segment(image);
         let req = format!("GET /images/{image}/json");
         match self.timed(&req, self.docker.inspect_image(image)).await {
             Ok(i) => Ok(Some(to_value(&i, &req)?)),
@@ -351,6 +352,7 @@ impl DockerClient {
 
     /// `POST /images/{source}/tag?repo=&tag=`.
     pub async fn tag_image(&self, source: &str, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let source = &image_segment(source);
         let req = format!("POST /images/{source}/tag?repo={repo}&tag={tag}");
         let opts = qp::TagImageOptions { repo: Some(repo.into()), tag: Some(tag.into()) };
         self.timed(&req, self.docker.tag_image(source, Some(opts))).await
@@ -358,6 +360,7 @@ impl DockerClient {
 
     /// `POST /images/{repo}/push?tag=`, following the stream to its end.
     pub async fn push_image(&self, repo: &str, tag: &str) -> Result<(), DockerError> {
+        let repo = &image_segment(repo);
         let req = format!("POST /images/{repo}/push?tag={tag}");
         let opts = qp::PushImageOptions { tag: Some(tag.into()), ..Default::default() };
         let mut stream = Box::pin(self.docker.push_image(repo, Some(opts), None));
@@ -372,6 +375,7 @@ impl DockerClient {
 
     /// `DELETE /images/{name}` (no force, like docker-py's `remove_image`).
     pub async fn remove_image(&self, image: &str) -> Result<(), DockerError> {
+        let image = &image_segment(image);
         let req = format!("DELETE /images/{image}");
         self.timed(&req, self.docker.remove_image(image, None::<qp::RemoveImageOptions>, None)).await.map(|_| ())
     }
@@ -417,12 +421,14 @@ impl DockerClient {
 
     /// `POST /containers/{id}/start`.
     pub async fn start(&self, id: &str) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/start");
         self.timed(&req, self.docker.start_container(id, None::<qp::StartContainerOptions>)).await
     }
 
     /// `POST /containers/{id}/stop[?t=]`. The call's own timeout is extended by `t`.
     pub async fn stop(&self, id: &str, t: Option<i64>) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/stop");
         let opts = qp::StopContainerOptions { t: t.map(clamp_i32), signal: None };
         let limit = self.timeout + Duration::from_secs(t.unwrap_or(10).max(0) as u64);
@@ -431,6 +437,7 @@ impl DockerClient {
 
     /// `POST /containers/{id}/restart[?t=]`.
     pub async fn restart(&self, id: &str, t: Option<i64>) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/restart");
         let opts = qp::RestartContainerOptions { t: t.map(clamp_i32), signal: None };
         let limit = self.timeout + Duration::from_secs(t.unwrap_or(10).max(0) as u64);
@@ -439,6 +446,7 @@ impl DockerClient {
 
     /// `POST /containers/{id}/kill[?signal=]` (Docker's default is SIGKILL).
     pub async fn kill(&self, id: &str, signal: Option<String>) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/kill");
         let opts = signal.map(|s| qp::KillContainerOptions { signal: s });
         self.timed(&req, self.docker.kill_container(id, opts)).await
@@ -446,18 +454,21 @@ impl DockerClient {
 
     /// `POST /containers/{id}/pause`.
     pub async fn pause(&self, id: &str) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/pause");
         self.timed(&req, self.docker.pause_container(id)).await
     }
 
     /// `POST /containers/{id}/unpause`.
     pub async fn unpause(&self, id: &str) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/unpause");
         self.timed(&req, self.docker.unpause_container(id)).await
     }
 
     /// `DELETE /containers/{id}?v=False&link=False&force=`. A 404 counts as success.
     pub async fn remove(&self, id: &str, force: bool) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("DELETE /containers/{id}?force={force}");
         let opts = qp::RemoveContainerOptions { v: false, link: false, force };
         match self.timed(&req, self.docker.remove_container(id, Some(opts))).await {
@@ -471,6 +482,7 @@ impl DockerClient {
 
     /// `GET /containers/{id}/json` as Docker's JSON (what zun's `_populate_container` reads).
     pub async fn inspect(&self, id: &str) -> Result<Value, DockerError> {
+        let id = &path_segment(id);
         let req = format!("GET /containers/{id}/json");
         let r = self.timed(&req, self.docker.inspect_container(id, None::<qp::InspectContainerOptions>)).await?;
         to_value(&r, &req)
@@ -537,6 +549,7 @@ impl DockerClient {
         tail: Option<String>,
         since: Option<i64>,
     ) -> Result<String, DockerError> {
+        let id = &path_segment(id);
         let req = format!("GET /containers/{id}/logs");
         let opts = qp::LogsOptions {
             follow: false,
@@ -555,6 +568,7 @@ impl DockerClient {
     /// `POST /containers/{id}/exec` as docker-py sends it (stdout and stderr attached):
     /// returns the exec id.
     pub async fn exec_create(&self, id: &str, cmd: &[String], tty: bool, stdin: bool) -> Result<String, DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/exec");
         let opts = bollard::exec::CreateExecOptions::<String> {
             attach_stdin: Some(stdin),
@@ -574,6 +588,7 @@ impl DockerClient {
     /// ends. A [`DockerErrorKind::Timeout`] error after `timeout` (zun's
     /// `[docker] execute_timeout`; the caller reports "Timeout on executing command").
     pub async fn exec_start_collect(&self, exec_id: &str, timeout: Duration) -> Result<String, DockerError> {
+        let exec_id = &path_segment(exec_id);
         let req = format!("POST /exec/{exec_id}/start");
         let docker = self.docker.clone();
         let work = async move {
@@ -592,6 +607,7 @@ impl DockerClient {
 
     /// `GET /exec/{id}/json`.
     pub async fn exec_inspect(&self, exec_id: &str) -> Result<ExecState, DockerError> {
+        let exec_id = &path_segment(exec_id);
         let req = format!("GET /exec/{exec_id}/json");
         let r = self.timed(&req, self.docker.inspect_exec(exec_id)).await?;
         let running = r.running.unwrap_or(false);
@@ -600,6 +616,7 @@ impl DockerClient {
 
     /// `POST /exec/{id}/resize?h=&w=`.
     pub async fn exec_resize(&self, exec_id: &str, height: i64, width: i64) -> Result<(), DockerError> {
+        let exec_id = &path_segment(exec_id);
         let req = format!("POST /exec/{exec_id}/resize?h={height}&w={width}");
         let opts = qp::ResizeExecOptions { h: clamp_i32(height), w: clamp_i32(width) };
         self.timed(&req, self.docker.resize_exec(exec_id, opts)).await
@@ -607,6 +624,7 @@ impl DockerClient {
 
     /// `POST /containers/{id}/resize?h=&w=` (TTY size).
     pub async fn resize_tty(&self, id: &str, height: i64, width: i64) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/resize?h={height}&w={width}");
         let opts = qp::ResizeContainerTTYOptions { h: clamp_i32(height), w: clamp_i32(width) };
         self.timed(&req, self.docker.resize_container_tty(id, opts)).await
@@ -614,6 +632,7 @@ impl DockerClient {
 
     /// `GET /containers/{id}/top[?ps_args=]`: `{"Titles": [...], "Processes": [[...]]}`.
     pub async fn top(&self, id: &str, ps_args: Option<&str>) -> Result<Value, DockerError> {
+        let id = &path_segment(id);
         let req = format!("GET /containers/{id}/top");
         let opts = ps_args.map(|a| qp::TopOptions { ps_args: a.to_string() });
         let r = self.timed(&req, self.docker.top_processes(id, opts)).await?;
@@ -625,6 +644,7 @@ impl DockerClient {
 
     /// `GET /containers/{id}/stats?stream=0`: one raw sample (see `compute::stats`).
     pub async fn stats_once(&self, id: &str) -> Result<Value, DockerError> {
+        let id = &path_segment(id);
         let req = format!("GET /containers/{id}/stats?stream=0");
         let opts = qp::StatsOptions { stream: false, one_shot: false };
         let mut stream = Box::pin(self.docker.stats(id, Some(opts)));
@@ -638,6 +658,7 @@ impl DockerClient {
     /// `GET /containers/{id}/archive?path=`: the tar bytes and the path stat (the JSON of the
     /// `X-Docker-Container-Path-Stat` header: `name`, `size`, `mode`, `mtime`, `linkTarget`).
     pub async fn get_archive(&self, id: &str, path: &str) -> Result<(Vec<u8>, Value), DockerError> {
+        let id = &path_segment(id);
         let head = format!("HEAD /containers/{id}/archive?path={path}");
         let opts = qp::ContainerArchiveInfoOptions { path: path.into() };
         let stat = self.timed(&head, self.docker.get_container_archive_info(id, Some(opts))).await.map_err(|mut e| {
@@ -671,6 +692,7 @@ impl DockerClient {
 
     /// `PUT /containers/{id}/archive?path=` with a tar stream.
     pub async fn put_archive(&self, id: &str, path: &str, tar: Vec<u8>) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("PUT /containers/{id}/archive?path={path}");
         let opts = qp::UploadToContainerOptions { path: path.into(), ..Default::default() };
         self.timed(&req, self.docker.upload_to_container(id, Some(opts), bollard::body_full(tar.into()))).await
@@ -684,6 +706,7 @@ impl DockerClient {
         memswap: Option<i64>,
         cpu_shares: Option<i64>,
     ) -> Result<(), DockerError> {
+        let id = &path_segment(id);
         let req = format!("POST /containers/{id}/update");
         let body = bollard::models::ContainerUpdateBody {
             memory,
@@ -710,6 +733,26 @@ where
 
 fn to_value<T: serde::Serialize>(v: &T, req: &str) -> Result<Value, DockerError> {
     serde_json::to_value(v).map_err(|e| DockerError::new(DockerErrorKind::Decode, e.to_string(), req))
+}
+
+/// What Docker may see of a container or exec reference in a URL path: every byte but
+/// ASCII letters, digits, `-` and `_` percent-encoded, so `../`, `?`, `&`, `#` or `%` in an
+/// id from the wire can never address another endpoint.
+const ID_SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
+/// An image name in a URL path, as docker-py quotes it (`/` and `:` stay: they are part of
+/// `registry:port/repo:tag`); `?`, `&`, `#`, `%` and the rest are percent-encoded.
+const IMAGE_SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~').remove(b'/').remove(b':');
+
+/// A container or exec id as one escaped URL path segment.
+pub fn path_segment(id: &str) -> String {
+    percent_encoding::utf8_percent_encode(id, ID_SEGMENT).to_string()
+}
+
+/// An image name escaped for a URL path (see [`IMAGE_SEGMENT`]).
+pub fn image_segment(name: &str) -> String {
+    percent_encoding::utf8_percent_encode(name, IMAGE_SEGMENT).to_string()
 }
 
 fn clamp_i32(v: i64) -> i32 {

@@ -52,6 +52,13 @@ pub fn admin_context() -> RequestContext {
 }
 
 /// `sync_container_state`: Docker's view wins for containers no task owns.
+///
+/// The listing only picks the candidates: a row whose status Docker's listing would
+/// change, or whose container Docker no longer lists, and that no operation holds right
+/// now. Each candidate is then brought in line inside its container's executor queue
+/// ([`resync_in_executor`]), so it never races an operation on that container. The pass
+/// does not wait for those jobs: the heartbeat in the same loop must never wait behind a
+/// long operation.
 pub async fn sync_container_states(svc: &Services, manager: &Manager) {
     // Rows first, then Docker: a container created after the rows were read has no
     // container_id in them yet, so it cannot be mistaken for one that disappeared.
@@ -71,42 +78,110 @@ pub async fn sync_container_states(svc: &Services, manager: &Manager) {
     };
     let by_id: std::collections::HashMap<&str, &crate::docker::ContainerSummary> =
         listed.iter().map(|s| (s.id.as_str(), s)).collect();
-    for mut c in rows {
-        let uuid = c.uuid().unwrap_or_default().to_string();
-        if manager.executor().is_busy(&uuid) || c.get_str("task_state").is_some() {
+    for c in rows {
+        if !sync_applies(&c) {
             continue;
         }
-        let status = c.get_str("status").unwrap_or_default().to_string();
-        if matches!(status.as_str(), "Creating" | "Deleting" | "Deleted") {
+        let uuid = c.uuid().unwrap_or_default().to_string();
+        // Busy: the operation will write its own outcome; the next pass looks again.
+        if manager.executor().is_busy(&uuid) {
             continue;
         }
         let Some(id) = c.get_str("container_id").map(str::to_string) else { continue };
-        match by_id.get(id.as_str()) {
-            Some(summary) => populate::populate_from_list_state(&mut c, &summary.state, false),
-            None => {
-                // Confirm before judging: an operation may have started, or Docker may
-                // have it after all (the listing is a snapshot).
-                if manager.executor().is_busy(&uuid) {
-                    continue;
-                }
-                match svc.docker.inspect(&id).await {
-                    Err(e) if e.is_not_found() => {}
-                    _ => continue,
-                }
-                if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
-                    c.set("status", json!("Deleted"));
-                } else if status != "Error" {
-                    c.set("status", json!("Error"));
-                    c.set("status_reason", json!(format!("No such container: {id} in docker")));
-                }
+        if let Some(summary) = by_id.get(id.as_str()) {
+            let mut probe = c.clone();
+            apply_docker_state(&mut probe, &summary.state);
+            if !has_effective_changes(&probe, &c) {
+                continue;
             }
         }
-        if !c.changes.is_empty() {
-            tracing::info!(container = %uuid, from = %status, to = c.get_str("status").unwrap_or("-"), "state sync");
-            if let Err(e) = svc.store.container_update(&mut c).await {
-                tracing::warn!(container = %uuid, error = %e, "state sync: save failed");
+        resync_in_executor(manager, &uuid, &id, "periodic");
+    }
+}
+
+/// Rows the sync may touch: no task owns them and they are not being created or deleted.
+fn sync_applies(c: &Container) -> bool {
+    let status = c.get_str("status").unwrap_or_default();
+    c.get_str("task_state").is_none() && !matches!(status, "Creating" | "Deleting" | "Deleted")
+}
+
+/// Docker's lower-case state applied to the row, as zun's sync does from its listing;
+/// a status corrected to anything but Error drops the reason the old status had.
+fn apply_docker_state(c: &mut Container, state: &str) {
+    populate::populate_from_list_state(c, state, false);
+    let status = c.get_str("status").unwrap_or_default().to_string();
+    if c.changes.contains("status") && status != "Error" && !c.changes.contains("status_reason") && c.get("status_reason").is_some_and(|r| !r.is_null()) {
+        c.set("status_reason", Value::Null);
+    }
+}
+
+/// True when a field in `c.changes` differs from `before` (an absent field equals null).
+fn has_effective_changes(c: &Container, before: &Container) -> bool {
+    c.changes.iter().any(|f| c.get(f).unwrap_or(&Value::Null) != before.get(f).unwrap_or(&Value::Null))
+}
+
+/// Queues the resync of one container behind whatever its executor queue holds (nothing
+/// when the executor is shutting down).
+fn resync_in_executor(manager: &Manager, uuid: &str, docker_id: &str, source: &'static str) {
+    let svc = manager.services().clone();
+    let (u, id) = (uuid.to_string(), docker_id.to_string());
+    let job = Box::pin(async move { resync_one(&svc, &u, &id, source).await });
+    if manager.executor().submit(uuid, job).is_err() {
+        tracing::debug!(container = %uuid, source, "state sync not queued: shutting down");
+    }
+}
+
+/// Inside the executor: reads the row again (an operation may just have changed it),
+/// asks Docker, writes only the fields that changed, at debug level.
+async fn resync_one(svc: &Services, uuid: &str, docker_id: &str, source: &'static str) {
+    let mut c = match svc.store.container_get(uuid).await {
+        Ok(Some(c)) => c,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(container = %uuid, error = %e, "state sync: cannot read the row");
+            return;
+        }
+    };
+    // Its Docker container is on this host's engine; zun leaves `host` unset when the
+    // create claimed nothing (no memory, cpu or disk).
+    let host_ok = c.get_str("host").is_none_or(|h| h == svc.host);
+    if !host_ok || !sync_applies(&c) || c.get_str("container_id") != Some(docker_id) {
+        return;
+    }
+    let before = c.clone();
+    match svc.docker.inspect(docker_id).await {
+        Ok(inspect) => {
+            let state = inspect.get("State").and_then(|s| s.get("Status")).and_then(Value::as_str).unwrap_or_default().to_string();
+            apply_docker_state(&mut c, &state);
+        }
+        Err(e) if e.is_not_found() => {
+            let status = c.get_str("status").unwrap_or_default();
+            if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
+                c.set("status", json!("Deleted"));
+            } else if status != "Error" {
+                c.set("status", json!("Error"));
+                c.set("status_reason", json!(format!("No such container: {docker_id} in docker")));
             }
         }
+        Err(e) => {
+            tracing::debug!(container = %uuid, error = %e, "state sync: inspect failed");
+            return;
+        }
+    }
+    if !has_effective_changes(&c, &before) {
+        return;
+    }
+    let changed: Vec<&String> = c.changes.iter().filter(|f| c.get(f).unwrap_or(&Value::Null) != before.get(f).unwrap_or(&Value::Null)).collect();
+    let keep: std::collections::BTreeSet<String> = changed.iter().map(|f| f.to_string()).collect();
+    c.changes = keep;
+    let (from, to) = (before.get_str("status").unwrap_or("-"), c.get_str("status").unwrap_or("-"));
+    if source == "docker event" {
+        tracing::debug!(container = %uuid, from, to, fields = ?c.changes, "state sync from a Docker event");
+    } else {
+        tracing::debug!(container = %uuid, source, from, to, fields = ?c.changes, "state sync");
+    }
+    if let Err(e) = svc.store.container_update(&mut c).await {
+        tracing::warn!(container = %uuid, error = %e, "state sync: save failed");
     }
 }
 
@@ -237,50 +312,9 @@ pub async fn follow_docker_events(svc: Arc<Services>, manager: Arc<Manager>, mut
 }
 
 /// One container's row brought in line with Docker after an event, under the same rules
-/// as [`sync_container_states`]: not while an operation or a task owns it.
-async fn sync_one_container(svc: &Services, manager: &Manager, uuid: &str, docker_id: &str, action: &str) {
-    if manager.executor().is_busy(uuid) {
-        return;
-    }
-    let mut c = match svc.store.container_get(uuid).await {
-        Ok(Some(c)) => c,
-        Ok(None) => return,
-        Err(e) => {
-            tracing::debug!(container = %uuid, error = %e, "event sync: cannot read the row");
-            return;
-        }
-    };
-    let status = c.get_str("status").unwrap_or_default().to_string();
-    // Its Docker container is on this host's engine; zun leaves `host` unset when the
-    // create claimed nothing (no memory, cpu or disk).
-    let host_ok = c.get_str("host").is_none_or(|h| h == svc.host);
-    if !host_ok
-        || c.get_str("task_state").is_some()
-        || c.get_str("container_id") != Some(docker_id)
-        || matches!(status.as_str(), "Creating" | "Deleting" | "Deleted")
-    {
-        return;
-    }
-    if action == "destroy" {
-        if c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) {
-            c.set("status", json!("Deleted"));
-        } else if status != "Error" {
-            c.set("status", json!("Error"));
-            c.set("status_reason", json!(format!("No such container: {docker_id} in docker")));
-        }
-    } else {
-        match svc.docker.inspect(docker_id).await {
-            Ok(inspect) => populate::populate_from_inspect(&mut c, &inspect, false, chrono::Utc::now()),
-            Err(e) => {
-                tracing::debug!(container = %uuid, error = %e, "event sync: inspect failed");
-                return;
-            }
-        }
-    }
-    if c.changes.contains("status") {
-        tracing::info!(container = %uuid, event = %action, from = %status, to = c.get_str("status").unwrap_or("-"), "state sync from a Docker event");
-        if let Err(e) = svc.store.container_update(&mut c).await {
-            tracing::warn!(container = %uuid, error = %e, "event sync: save failed");
-        }
-    }
+/// as [`sync_container_states`], inside the container's executor queue (not waited for:
+/// the event stream never waits behind a long operation).
+async fn sync_one_container(_svc: &Services, manager: &Manager, uuid: &str, docker_id: &str, action: &str) {
+    tracing::debug!(container = %uuid, event = %action, "Docker event");
+    resync_in_executor(manager, uuid, docker_id, "docker event");
 }

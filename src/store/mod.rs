@@ -48,6 +48,8 @@ use sql::Db;
 pub enum StoreError {
     #[error("invalid database connection URL: {0}")]
     BadUrl(String),
+    #[error("cannot set up TLS to database {target}, as the connection URL asks: {reason}")]
+    Tls { target: String, reason: String },
     #[error("cannot open database {target}: {source}")]
     Connect {
         target: String,
@@ -155,7 +157,7 @@ impl Store {
             None => url::DbTarget::Sqlite(sqlite_path.to_path_buf()),
         };
         match target {
-            url::DbTarget::MySql { options, display } => {
+            url::DbTarget::MySql { options, display, tls } => {
                 let pool = MySqlPoolOptions::new()
                     .max_connections(10)
                     .min_connections(0)
@@ -168,7 +170,12 @@ impl Store {
                     })
                     .connect_with(*options)
                     .await
-                    .map_err(|source| StoreError::Connect { target: display.clone(), source })?;
+                    .map_err(|source| match source {
+                        // Asked for and impossible (no TLS on the server, a certificate
+                        // that does not verify): refused, never retried in plaintext.
+                        sqlx::Error::Tls(e) if tls => StoreError::Tls { target: display.clone(), reason: e.to_string() },
+                        source => StoreError::Connect { target: display.clone(), source },
+                    })?;
                 let shown = &display;
                 tracing::info!(db = %shown, "state store: MySQL");
                 Ok(Store { db: Db::My(pool), target: display })
@@ -194,10 +201,7 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(|source| StoreError::Connect { target: display.clone(), source })?;
-        sqlx::raw_sql(schema::SQLITE_DDL)
-            .execute(&pool)
-            .await
-            .map_err(|source| StoreError::Connect { target: display.clone(), source })?;
+        sqlx::raw_sql(schema::SQLITE_DDL).execute(&pool).await.map_err(|source| StoreError::Connect { target: display.clone(), source })?;
         let shown = &display;
         tracing::info!(db = %shown, "state store: SQLite");
         Ok(Store { db: Db::Lite(pool), target: display })
@@ -230,10 +234,9 @@ impl Store {
                     expected = schema::ALEMBIC_HEAD,
                     "zun schema revision differs from zun 18.0.0's; continuing"
                 ),
-                None => tracing::warn!(
-                    expected = schema::ALEMBIC_HEAD,
-                    "no alembic_version row: this database was not built by zun-db-manage"
-                ),
+                None => {
+                    tracing::warn!(expected = schema::ALEMBIC_HEAD, "no alembic_version row: this database was not built by zun-db-manage")
+                }
             }
         }
         if missing.is_empty() {

@@ -147,6 +147,24 @@ impl Store {
         .await
     }
 
+    /// The containers whose `action` (e.g. `create`) zun-api started under `request_id`:
+    /// how a create whose message lost its `container` argument still finds its row.
+    pub async fn action_container_uuids(&self, request_id: &str, action: &str) -> Result<Vec<String>> {
+        let rows = self
+            .retrying(|| async move {
+                self.db
+                    .fetch(
+                        "SELECT `container_uuid` FROM `container_actions` WHERE `request_id` = ? AND `action` = ? LIMIT 2",
+                        &[Val::Text(request_id.into()), Val::Text(action.into())],
+                        &[Kind::Text],
+                    )
+                    .await
+                    .map_err(|e| StoreError::db("container_actions", e))
+            })
+            .await?;
+        Ok(rows.iter().filter_map(|r| r[0].as_str().map(str::to_string)).collect())
+    }
+
     /// `FinishAction.__exit__` (zun master/18.0.0): `finish_time = now`, and `message='Error'`
     /// when the operation failed, on the action (container_uuid, request_id, action). Exactly
     /// one row must match, else [`StoreError::ActionNotFound`] and nothing is changed.

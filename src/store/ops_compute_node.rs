@@ -470,10 +470,18 @@ impl Store {
                 .map_err(|e| StoreError::db("container", e))?;
             let (mut cpu, mut mem, mut disk, mut count) = (0f64, 0i64, 0i64, 0i64);
             for r in &rows {
-                cpu += r[1].as_f64().unwrap_or(0.0);
+                cpu += r[1].as_f64().filter(|c| c.is_finite() && *c >= 0.0).unwrap_or(0.0);
                 if let Some(m) = r[2].as_str().filter(|m| !m.is_empty()) {
                     match m.trim().parse::<i64>() {
-                        Ok(v) => mem += v,
+                        // mem_used is an INT column: a row out of its range is not counted
+                        // (the worker refuses such creates; an older row must not stop
+                        // every audit after it), and the sum saturates.
+                        Ok(v) if (0..=i64::from(i32::MAX)).contains(&v) => mem = mem.saturating_add(v).min(i64::from(i32::MAX)),
+                        Ok(_) => tracing::warn!(
+                            uuid = r[0].as_str().unwrap_or("?"),
+                            memory = m,
+                            "container memory is out of range; not counted"
+                        ),
                         Err(_) => tracing::warn!(
                             uuid = r[0].as_str().unwrap_or("?"),
                             memory = m,
@@ -481,7 +489,7 @@ impl Store {
                         ),
                     }
                 }
-                disk += r[3].as_i64().unwrap_or(0);
+                disk = disk.saturating_add(r[3].as_i64().unwrap_or(0).clamp(0, i64::from(i32::MAX))).min(i64::from(i32::MAX));
                 count += 1;
             }
             let free = (node.mem_total - mem).max(0);

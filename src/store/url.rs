@@ -2,12 +2,17 @@
 //!
 //! Accepted: `mysql+pymysql://user:pass@host[:port]/db?charset=utf8` (any `+driver`),
 //! `mysql://...`, `mariadb://...`, and `sqlite://<path>` (`sqlite:///abs/path`, `sqlite://rel/path`).
-//! Query parameters: `charset` (utf8 → MySQL `utf8`, i.e. utf8mb3, as zun asks) and
-//! `unix_socket`; the others (e.g. `plugin`, `read_default_file`) are ignored with a debug log.
+//! Query parameters: `charset` (utf8 → MySQL `utf8`, i.e. utf8mb3, as zun asks),
+//! `unix_socket`, and TLS as PyMySQL reads it: `ssl_ca` (verify the server against this CA
+//! and its name; `ssl_check_hostname=false` skips the name, `ssl_verify_cert=false` the
+//! CA), `ssl_cert` + `ssl_key` (client certificate), `ssl=true` (encrypt without a CA), or
+//! MySQL's `ssl_mode` (`DISABLED` … `VERIFY_IDENTITY`). Files named there must be readable,
+//! or the URL is refused. Without any of them the connection is plaintext, as zun's.
+//! The others (e.g. `plugin`, `read_default_file`) are ignored with a debug log.
 //! The password is never logged nor put in an error message.
 use super::StoreError;
 use percent_encoding::percent_decode_str;
-use sqlx::mysql::MySqlConnectOptions;
+use sqlx::mysql::{MySqlConnectOptions, MySqlSslMode};
 use std::path::PathBuf;
 
 /// A parsed connection target. (No `Debug` derive: the options hold the password.)
@@ -16,6 +21,9 @@ pub enum DbTarget {
         options: Box<MySqlConnectOptions>,
         /// `user@host:port/db`, safe to log.
         display: String,
+        /// The URL asks for TLS: a connection that cannot set it up is refused, never
+        /// retried in plaintext.
+        tls: bool,
     },
     Sqlite(PathBuf),
 }
@@ -23,7 +31,9 @@ pub enum DbTarget {
 impl std::fmt::Debug for DbTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DbTarget::MySql { display, .. } => write!(f, "MySql({display})"),
+            DbTarget::MySql { display, tls, .. } => {
+                write!(f, "MySql({display}{})", if *tls { ", TLS" } else { "" })
+            }
             DbTarget::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
         }
     }
@@ -78,12 +88,28 @@ pub fn parse(url_str: &str) -> Result<DbTarget, StoreError> {
             }
             o = o.database(&db);
             let mut charset = "utf8".to_string();
+            let mut tls = TlsParams::default();
             for (k, v) in u.query_pairs() {
                 match k.as_ref() {
                     "charset" => charset = v.into_owned(),
                     "unix_socket" => o = o.socket(v.as_ref()),
+                    "ssl_ca" => tls.ca = Some(readable("ssl_ca", &v)?),
+                    "ssl_cert" => tls.cert = Some(readable("ssl_cert", &v)?),
+                    "ssl_key" => tls.key = Some(readable("ssl_key", &v)?),
+                    "ssl" => tls.ssl = truthy(&v),
+                    "ssl_verify_cert" => tls.verify_cert = Some(truthy(&v)),
+                    "ssl_check_hostname" => tls.check_hostname = Some(truthy(&v)),
+                    "ssl_mode" => tls.mode = Some(ssl_mode(&v)?),
                     other => tracing::debug!(param = other, "ignoring database URL parameter"),
                 }
+            }
+            let (mode, asked) = tls.mode()?;
+            o = o.ssl_mode(mode);
+            if let Some(ca) = &tls.ca {
+                o = o.ssl_ca(ca);
+            }
+            if let (Some(cert), Some(key)) = (&tls.cert, &tls.key) {
+                o = o.ssl_client_cert(cert).ssl_client_key(key);
             }
             // zun asks for `utf8` (utf8mb3); SET NAMES utf8 COLLATE utf8_general_ci.
             let (cs, coll) = match charset.to_ascii_lowercase().as_str() {
@@ -93,10 +119,69 @@ pub fn parse(url_str: &str) -> Result<DbTarget, StoreError> {
             };
             o = o.charset(cs).collation(coll);
             let display = format!("{}@{}:{}/{}", if user.is_empty() { "?" } else { &user }, host, port, db);
-            Ok(DbTarget::MySql { options: Box::new(o), display })
+            Ok(DbTarget::MySql { options: Box::new(o), display, tls: asked })
         }
         other => Err(bad(format!("unsupported database scheme {other:?} (expected mysql, mariadb or sqlite)"))),
     }
+}
+
+/// The TLS parameters of a MySQL URL.
+#[derive(Default)]
+struct TlsParams {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ssl: bool,
+    verify_cert: Option<bool>,
+    check_hostname: Option<bool>,
+    mode: Option<MySqlSslMode>,
+}
+
+impl TlsParams {
+    /// The sqlx mode and whether TLS was asked for at all.
+    fn mode(&self) -> Result<(MySqlSslMode, bool), StoreError> {
+        if self.cert.is_some() != self.key.is_some() {
+            return Err(bad("ssl_cert and ssl_key go together"));
+        }
+        let derived = if self.ca.is_some() {
+            match (self.verify_cert, self.check_hostname) {
+                (Some(false), _) => MySqlSslMode::Required,
+                (_, Some(false)) => MySqlSslMode::VerifyCa,
+                _ => MySqlSslMode::VerifyIdentity,
+            }
+        } else if self.ssl || self.cert.is_some() {
+            MySqlSslMode::Required
+        } else {
+            MySqlSslMode::Disabled
+        };
+        let mode = self.mode.unwrap_or(derived);
+        if matches!(mode, MySqlSslMode::VerifyCa | MySqlSslMode::VerifyIdentity) && self.ca.is_none() {
+            return Err(bad("ssl_mode VERIFY_CA and VERIFY_IDENTITY need ssl_ca"));
+        }
+        let asked = !matches!(mode, MySqlSslMode::Disabled | MySqlSslMode::Preferred);
+        Ok((mode, asked))
+    }
+}
+
+fn truthy(v: &str) -> bool {
+    matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+}
+
+fn ssl_mode(v: &str) -> Result<MySqlSslMode, StoreError> {
+    Ok(match v.to_ascii_uppercase().as_str() {
+        "DISABLED" => MySqlSslMode::Disabled,
+        "PREFERRED" => MySqlSslMode::Preferred,
+        "REQUIRED" => MySqlSslMode::Required,
+        "VERIFY_CA" => MySqlSslMode::VerifyCa,
+        "VERIFY_IDENTITY" => MySqlSslMode::VerifyIdentity,
+        _ => return Err(bad("ssl_mode must be DISABLED, PREFERRED, REQUIRED, VERIFY_CA or VERIFY_IDENTITY")),
+    })
+}
+
+/// A file named by a TLS parameter, which must be readable now (not at the first connect).
+fn readable(param: &str, path: &str) -> Result<PathBuf, StoreError> {
+    std::fs::File::open(path).map_err(|e| bad(format!("{param} file {path:?} cannot be read: {e}")))?;
+    Ok(PathBuf::from(path))
 }
 
 #[cfg(test)]
@@ -107,7 +192,8 @@ mod tests {
     fn oslo_pymysql_url() {
         let t = parse("mysql+pymysql://zun:s3cr%40t@db.example:3307/zun?charset=utf8").unwrap();
         match t {
-            DbTarget::MySql { options, display } => {
+            DbTarget::MySql { options, display, tls } => {
+                assert!(!tls);
                 assert_eq!(options.get_host(), "db.example");
                 assert_eq!(options.get_port(), 3307);
                 assert_eq!(options.get_username(), "zun");
@@ -136,5 +222,27 @@ mod tests {
         assert!(parse("mysql://root@127.0.0.1/").is_err());
         let e = parse("mysql+pymysql://u:hunter2@h/db?charset=latin9").unwrap_err();
         assert!(!e.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn tls_parameters() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        let ca = ca.display().to_string();
+        let asked = |url: &str| match parse(url).unwrap() {
+            DbTarget::MySql { tls, .. } => tls,
+            _ => panic!(),
+        };
+        assert!(!asked("mysql://u@h/db"));
+        assert!(asked(&format!("mysql+pymysql://u@h/db?ssl_ca={ca}")));
+        assert!(asked("mysql://u@h/db?ssl=true"));
+        assert!(asked("mysql://u@h/db?ssl_mode=REQUIRED"));
+        assert!(!asked("mysql://u@h/db?ssl_mode=PREFERRED"));
+        let e = parse("mysql://u:pw@h/db?ssl_ca=/nonexistent/ca.pem").unwrap_err().to_string();
+        assert!(e.contains("ssl_ca") && e.contains("/nonexistent/ca.pem") && !e.contains("pw"), "{e}");
+        assert!(parse("mysql://u@h/db?ssl_mode=VERIFY_CA").is_err());
+        assert!(parse(&format!("mysql://u@h/db?ssl_cert={ca}")).is_err());
+        assert!(parse("mysql://u@h/db?ssl_mode=sometimes").is_err());
     }
 }

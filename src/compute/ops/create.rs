@@ -7,7 +7,7 @@
 //! of failing or making a second container, and a claim already recorded for this host is
 //! not counted twice.
 use super::{docker_error, lifecycle, reason, Op};
-use crate::compute::claims;
+use crate::compute::{checks, claims};
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions};
 use crate::compute::populate;
@@ -17,9 +17,20 @@ use crate::rpc::{MethodResult, RpcError};
 use serde_json::{json, Map, Value};
 
 pub async fn container_create(op: Op) -> MethodResult {
-    let mut c = op.container()?;
+    let mut c = match op.container() {
+        Ok(c) => c,
+        Err(e) => {
+            fail_unreadable_create(&op, &e).await;
+            return Err(e);
+        }
+    };
     let uuid = c.uuid().unwrap_or_default().to_string();
     let run = op.arg_bool("run");
+    // A create starts from Creating whatever the object claims: a primitive saying
+    // `Running` must not skip the start (an adopted container gets Docker's state).
+    if c.get_str("status") != Some("Creating") {
+        c.set("status", json!("Creating"));
+    }
     if deleted_since_sent(&op, &c, &uuid).await {
         // Saving would insert the row again and Docker would get the container back:
         // a container the user deleted would come back to life.
@@ -31,6 +42,58 @@ pub async fn container_create(op: Op) -> MethodResult {
     let res = create_flow(&op, &mut c, &uuid, run).await;
     op.finish_action(&c, "create", res.is_err()).await;
     res.map(|_| Value::Null)
+}
+
+/// A create whose `container` argument is missing or fails validation still ends its
+/// row (zun-api inserted it in Creating, without a host, so no recovery would ever see
+/// it): Error with the reason. The row is the object's uuid when it can be read, else the
+/// one whose `create` action carries this request id; only a row still in Creating is
+/// touched.
+pub(crate) async fn fail_unreadable_create(op: &Op, e: &RpcError) {
+    let from_object = op
+        .args
+        .get("container")
+        .and_then(|v| v.get(crate::oslo::object::KEY_DATA))
+        .and_then(|d| d.get("uuid"))
+        .and_then(Value::as_str)
+        .filter(|u| checks::check_uuid(u).is_ok())
+        .map(str::to_string);
+    let uuid = match from_object {
+        Some(u) => u,
+        None => match op.svc.store.action_container_uuids(op.request_id(), "create").await {
+            Ok(found) if found.len() == 1 => found[0].clone(),
+            Ok(_) => {
+                tracing::warn!(request_id = op.request_id(), error = %e, "unreadable create: no single create action for this request; no row to fail");
+                return;
+            }
+            Err(db) => {
+                tracing::warn!(request_id = op.request_id(), error = %db, "unreadable create: cannot look up its action");
+                return;
+            }
+        },
+    };
+    let mut row = match op.svc.store.container_get(&uuid).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return,
+        Err(db) => {
+            tracing::warn!(container = %uuid, request_id = op.request_id(), error = %db, "unreadable create: cannot read its row");
+            return;
+        }
+    };
+    let ours = row.get_str("host").is_none_or(|h| h == op.svc.host);
+    if row.get_str("status") != Some("Creating") || !ours {
+        return;
+    }
+    let msg = format!("Container failed to create: the request could not be read: {}", reason(e));
+    tracing::warn!(container = %uuid, request_id = op.request_id(), reason = %msg, "failing the create of an unreadable request");
+    row.set("status", json!("Error"));
+    row.set("status_reason", json!(msg));
+    row.set("task_state", Value::Null);
+    row.set("host", Value::Null);
+    if let Err(db) = op.svc.store.container_update(&mut row).await {
+        tracing::warn!(container = %uuid, error = %db, "could not record the failed create");
+    }
+    op.finish_action(&row, "create", true).await;
 }
 
 /// True when the object was read from a row (zun-api created it: it has an `id`) and
@@ -60,6 +123,11 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
         let msg = "Neutron networks are not supported by zun-compute-rs yet: create the container without networks to use Docker's default network";
         op.fail(c, msg, true).await;
         return Err(RpcError::not_supported(msg));
+    }
+    // Every figure is checked before it reaches arithmetic, the claim or Docker.
+    if let Err(msg) = checks::resources(c) {
+        op.fail(c, &msg, true).await;
+        return Err(RpcError::invalid(msg));
     }
     check_disk_quota(op, c).await?;
 
@@ -94,27 +162,22 @@ async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), RpcError> {
 /// The claim plus `_do_container_create_base`, inside the create event.
 async fn do_container_create(op: &Op, c: &mut Container) -> Result<(), RpcError> {
     let limits: Map<String, Value> = op.arg("limits").and_then(Value::as_object).cloned().unwrap_or_default();
-    let request = claims::Request {
-        memory_mb: memory_mb(c),
-        cpu: c.get("cpu").and_then(Value::as_f64).unwrap_or(0.0),
-        disk_gb: c.get("disk").and_then(Value::as_i64).unwrap_or(0),
+    let request = match checks::resources(c) {
+        Ok(r) => r,
+        Err(msg) => {
+            op.fail(c, &msg, true).await;
+            return Err(RpcError::invalid(msg));
+        }
     };
     let claimed = claim(op, c, &request, &limits).await?;
     let res = create_base(op, c).await;
-    if res.is_err() && claimed {
-        // Claim.__exit__ → abort: give the usage back (the host stays as zun leaves it).
+    if res.is_err() && claimed && c.get_str("host") != Some(op.svc.host.as_str()) {
+        // Claim.__exit__ → abort: the failure took the row off this host, so its usage
+        // goes back now. A failure that keeps the host keeps the usage: the row still
+        // counts in the inventory audit, and its delete releases it, once.
         release_usage(op, &request).await;
     }
     res
-}
-
-/// zun's `memory` is a string of MB ("512"; queens "512M").
-pub fn memory_mb(c: &Container) -> i64 {
-    match c.get("memory") {
-        Some(Value::String(s)) => s.trim_end_matches(['M', 'm']).trim().parse().unwrap_or(0),
-        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
-        _ => 0,
-    }
 }
 
 /// `rt.container_claim`: test against the limits, set `host`, add the usage.
@@ -147,7 +210,11 @@ async fn claim(op: &Op, c: &mut Container, req: &claims::Request, limits: &Map<S
     c.set("host", json!(host));
     op.save(c).await?;
     if let Err(e) = op.svc.store.compute_node_add_usage(&host, req.cpu, req.memory_mb, req.disk_gb, 1).await {
+        // Nothing was claimed: fail before anything else runs, and never release it.
         tracing::warn!(container = %uuid, error = %e, "could not record the claim in compute_node");
+        let msg = format!("Cannot claim resources on {host}: {e}");
+        op.fail(c, &msg, true).await;
+        return Err(RpcError::internal(msg));
     }
     Ok(true)
 }
@@ -273,7 +340,7 @@ fn credentials(op: &Op, repo: &str) -> Option<RegistryCredentials> {
     let domain = image_ref::parse_reference(repo).ok().and_then(|r| r.split_hostname().0.map(str::to_string))?;
     (domain == registry).then(|| RegistryCredentials {
         username: user.to_string(),
-        password: d.default_registry_password.clone().unwrap_or_default(),
+        password: d.default_registry_password.as_ref().map(|p| p.expose().to_string()).unwrap_or_default(),
         server: registry.to_string(),
     })
 }
@@ -281,7 +348,7 @@ fn credentials(op: &Op, repo: &str) -> Option<RegistryCredentials> {
 /// `container_rebuild(run)`: delete the Docker container, create it again from the
 /// (possibly new) image, start it when `run`.
 pub async fn container_rebuild(op: Op) -> MethodResult {
-    let mut c = op.container()?;
+    let mut c = op.container_or_finish("rebuild").await?;
     let uuid = c.uuid().unwrap_or_default().to_string();
     let run = op.arg_bool("run");
     op.announce_start(&c, "rebuild");
@@ -293,6 +360,10 @@ pub async fn container_rebuild(op: Op) -> MethodResult {
 }
 
 async fn rebuild_flow(op: &Op, c: &mut Container, run: bool) -> Result<(), RpcError> {
+    // Refused before anything is written: the id must be this container's.
+    if let Some(id) = c.get_str("container_id").map(str::to_string) {
+        op.check_owned(c, &id).await?;
+    }
     let guard = op.begin_task(c, "container_rebuilding").await?;
     let res: Result<(), RpcError> = async {
         if let Some(id) = c.get_str("container_id").map(str::to_string) {

@@ -7,12 +7,13 @@ use crate::rpc::{MethodResult, RpcError};
 use serde_json::{json, Value};
 
 /// `container_commit(repository, tag)`: pause a running container, commit it to a
-/// local image `repository:tag`, unpause; event and action `commit`. Returns
+/// local image `repository:tag`, unpause (always, also when the commit failed); event
+/// and action `commit`. Runs in the container's executor, as zun holds its lock. Returns
 /// `{"uuid": <image id>}` (zun returns the Glance image id).
 pub async fn container_commit(op: Op) -> MethodResult {
-    let mut c = op.container()?;
+    let mut c = op.container_or_finish("commit").await?;
     let uuid = c.uuid().unwrap_or_default().to_string();
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let repo = op.arg_str("repository").ok_or_else(|| RpcError::invalid("repository is required"))?;
     let tag = op.arg_str("tag").filter(|t| !t.is_empty() && t != "None").unwrap_or_else(|| "latest".into());
     op.announce_start(&c, "commit");
@@ -23,17 +24,26 @@ pub async fn container_commit(op: Op) -> MethodResult {
             if let Err(e) = op.svc.docker.pause(&id).await {
                 return Err(op.docker_failure(&mut c, e).await);
             }
-            c.set("status", json!("Paused"));
-            op.save(&mut c).await?;
         }
-        let committed = op.svc.docker.commit(&id, &repo, Some(&tag)).await.map_err(|e| docker_error(&e));
-        if was_running {
-            if let Err(e) = op.svc.docker.unpause(&id).await {
-                tracing::warn!(container = %uuid, error = %e, "unpause after commit failed");
-            } else {
-                c.set("status", json!("Running"));
+        // Whatever happens between the pause and the unpause, the unpause runs.
+        let committed: Result<String, RpcError> = async {
+            if was_running {
+                c.set("status", json!("Paused"));
                 op.save(&mut c).await?;
             }
+            op.svc.docker.commit(&id, &repo, Some(&tag)).await.map_err(|e| docker_error(&e))
+        }
+        .await;
+        if was_running {
+            if let Err(e) = op.svc.docker.unpause(&id).await {
+                // The row says Paused, which is true; the caller learns why.
+                tracing::warn!(container = %uuid, error = %e, "unpause after commit failed; the container stays paused");
+                c.set("status", json!("Paused"));
+                let _ = op.save(&mut c).await;
+                return Err(docker_error(&e));
+            }
+            c.set("status", json!("Running"));
+            op.save(&mut c).await?;
         }
         committed
     }

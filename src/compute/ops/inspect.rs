@@ -2,6 +2,7 @@
 //! exec_resize, top, stats, get/put archive, update, resize (TTY), attach. They answer
 //! the caller directly and never wait behind a long create.
 use super::{docker_error, Op};
+use crate::compute::checks;
 use crate::compute::{populate, stats};
 use crate::oslo::Container;
 use crate::rpc::{MethodResult, RpcError};
@@ -21,7 +22,10 @@ pub async fn container_show(op: Op) -> MethodResult {
     let mut c = op.container()?;
     if let Some(id) = c.get_str("container_id").map(str::to_string) {
         match op.svc.docker.inspect(&id).await {
-            Ok(inspect) => populate::populate_from_inspect(&mut c, &inspect, false, chrono::Utc::now()),
+            Ok(inspect) => {
+                op.check_inspect_owned(&c, &id, &inspect)?;
+                populate::populate_from_inspect(&mut c, &inspect, false, chrono::Utc::now())
+            }
             Err(e) if e.is_not_found() => op.handle_not_found(&mut c, &e).await,
             Err(e) => return Err(docker_error(&e)),
         }
@@ -33,7 +37,7 @@ pub async fn container_show(op: Op) -> MethodResult {
 /// `container_logs(stdout, stderr, timestamps, tail, since)`: the log text.
 pub async fn container_logs(op: Op) -> MethodResult {
     let mut c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let tail = match op.arg("tail") {
         None => None,
         Some(Value::Number(n)) => Some(n.to_string()),
@@ -65,7 +69,7 @@ pub async fn container_logs(op: Op) -> MethodResult {
 /// `container_exec(command, run, interactive)`.
 pub async fn container_exec(op: Op) -> MethodResult {
     let mut c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let command = op.arg_str("command").unwrap_or_default();
     let argv = crate::docker::split_command(&command).map_err(|e| RpcError::invalid(e.to_string()))?;
     let interactive = op.arg_bool("interactive");
@@ -104,6 +108,9 @@ fn remote_api_url(op: &Op) -> String {
 /// `container_exec_resize(exec_id, height, width)` (no container argument).
 pub async fn container_exec_resize(op: Op) -> MethodResult {
     let exec_id = op.arg_str("exec_id").ok_or_else(|| RpcError::invalid("exec_id is required"))?;
+    if !checks::is_docker_id(&exec_id) {
+        return Err(RpcError::invalid(format!("Invalid exec_id \"{}\": not a Docker exec id", checks::shown(&exec_id))));
+    }
     let h = op.arg_i64("height").unwrap_or(0);
     let w = op.arg_i64("width").unwrap_or(0);
     match op.svc.docker.exec_resize(&exec_id, h, w).await {
@@ -118,7 +125,7 @@ pub async fn container_exec_resize(op: Op) -> MethodResult {
 /// `container_top(ps_args)`: Docker's `{Titles, Processes}`.
 pub async fn container_top(op: Op) -> MethodResult {
     let mut c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let ps_args = op.arg_str("ps_args").filter(|s| s != "None" && !s.is_empty());
     match op.svc.docker.top(&id, ps_args.as_deref()).await {
         Ok(v) => Ok(v),
@@ -129,7 +136,7 @@ pub async fn container_top(op: Op) -> MethodResult {
 /// `container_stats`: one sample in zun's dict form.
 pub async fn container_stats(op: Op) -> MethodResult {
     let mut c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     match op.svc.docker.stats_once(&id).await {
         Ok(raw) => stats::zun_stats(Some(&id), &raw).map(Value::Object).map_err(|e| RpcError::internal(e.to_string())),
         Err(e) => Err(op.docker_failure(&mut c, e).await),
@@ -139,7 +146,7 @@ pub async fn container_stats(op: Op) -> MethodResult {
 /// `container_get_archive(path, encode_data)`: `[data, stat]`.
 pub async fn container_get_archive(op: Op) -> MethodResult {
     let c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let path = op.arg_str("path").unwrap_or_default();
     match op.svc.docker.get_archive(&id, &path).await {
         Ok((tar, stat)) => {
@@ -158,7 +165,7 @@ pub async fn container_get_archive(op: Op) -> MethodResult {
 /// `container_put_archive(path, data, decode_data)`.
 pub async fn container_put_archive(op: Op) -> MethodResult {
     let c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let path = op.arg_str("path").unwrap_or_default();
     let data = op.arg_str("data").unwrap_or_default();
     let tar = if op.arg("decode_data").is_none() || op.arg_bool("decode_data") {
@@ -185,19 +192,30 @@ pub async fn container_update(op: Op, is_cast: bool) -> MethodResult {
             return Err(RpcError::builtin("TypeError", &format!("memory must be a string, got {m}")));
         }
     }
-    let old_mem = super::create::memory_mb(&c);
-    let old_cpu = c.get("cpu").and_then(Value::as_f64).unwrap_or(0.0);
+    if let Some(id) = c.get_str("container_id").map(str::to_string) {
+        op.check_owned(&c, &id).await?;
+    }
+    // Every figure is checked before any arithmetic: a patch out of range is refused
+    // and changes nothing (not the row, not Docker, not the compute node's usage).
+    let old = checks::resources(&c).unwrap_or_default();
+    let new_mem = match patch.get("memory") {
+        Some(m) => checks::memory_mb(Some(m)).map_err(RpcError::invalid)?,
+        None => old.memory_mb,
+    };
+    let new_cpu = match patch.get("cpu") {
+        Some(v) => checks::cpu(Some(v)).map_err(RpcError::invalid)?,
+        None => old.cpu,
+    };
     for (k, v) in &patch {
         if c.get(k) != Some(v) {
             c.set(k, v.clone());
         }
     }
-    let new_mem = super::create::memory_mb(&c);
-    let new_cpu = c.get("cpu").and_then(Value::as_f64).unwrap_or(0.0);
-    let mem_changed = patch.contains_key("memory") && new_mem != old_mem;
-    let cpu_changed = patch.contains_key("cpu") && (new_cpu - old_cpu).abs() > f64::EPSILON;
+    let mem_changed = patch.contains_key("memory") && new_mem != old.memory_mb;
+    let cpu_changed = patch.contains_key("cpu") && (new_cpu - old.cpu).abs() > f64::EPSILON;
     if mem_changed || cpu_changed {
         if let Some(id) = c.get_str("container_id").map(str::to_string) {
+            // Checked above: memory ≤ 2^31-1 MB and cpu ≤ 256, so neither overflows.
             let memory = mem_changed.then_some(new_mem * 1024 * 1024);
             let memswap = mem_changed.then_some(op.svc.settings.default.default_memory_swap);
             let shares = cpu_changed.then_some((1024.0 * new_cpu) as i64);
@@ -206,8 +224,8 @@ pub async fn container_update(op: Op, is_cast: bool) -> MethodResult {
             }
         }
         let _lock = op.svc.claims.lock().await;
-        let dcpu = if cpu_changed { new_cpu - old_cpu } else { 0.0 };
-        let dmem = if mem_changed { new_mem - old_mem } else { 0 };
+        let dcpu = if cpu_changed { new_cpu - old.cpu } else { 0.0 };
+        let dmem = if mem_changed { new_mem - old.memory_mb } else { 0 };
         if let Err(e) = op.svc.store.compute_node_add_usage(&op.svc.host, dcpu, dmem, 0, 0).await {
             tracing::warn!(error = %e, "could not update compute_node usage");
         }
@@ -219,7 +237,7 @@ pub async fn container_update(op: Op, is_cast: bool) -> MethodResult {
 /// `container_resize(height, width)`: the TTY size; returns the container.
 pub async fn container_resize(op: Op) -> MethodResult {
     let mut c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let h = op.arg_i64("height").unwrap_or(0);
     let w = op.arg_i64("width").unwrap_or(0);
     if let Err(e) = op.svc.docker.resize_tty(&id, h, w).await {
@@ -231,7 +249,7 @@ pub async fn container_resize(op: Op) -> MethodResult {
 /// `container_attach`: store the websocket URL and a fresh token; return the token.
 pub async fn container_attach(op: Op) -> MethodResult {
     let mut c = op.container()?;
-    let id = op.docker_id(&c)?;
+    let id = op.docker_id(&c).await?;
     let d = &op.svc.settings.docker;
     let host = d.docker_remote_api_host.clone().or_else(|| op.svc.settings.default.my_ip.clone()).unwrap_or_else(|| "127.0.0.1".into());
     let url = format!(

@@ -2,7 +2,7 @@
 //! under the container's executor queue, records its `compute__do_container_<op>` event
 //! and finishes its action, as zun's master manager does.
 use super::{reason, Op};
-use crate::compute::claims;
+use crate::compute::checks;
 use crate::docker::DockerErrorKind;
 use crate::oslo::Container;
 use crate::rpc::{MethodResult, RpcError};
@@ -14,9 +14,10 @@ pub async fn do_start(op: &Op, c: &mut Container) -> Result<(), RpcError> {
     let uuid = c.uuid().unwrap_or_default().to_string();
     op.event_start(&uuid, "compute__do_container_start").await;
     let res = async {
+        // Refused before anything is written: the id must be this container's.
+        let id = op.docker_id(c).await?;
         let guard = op.begin_task(c, "container_starting").await?;
         let started: Result<(), RpcError> = async {
-            let id = op.docker_id(c)?;
             if let Err(e) = op.svc.docker.start(&id).await {
                 return Err(op.docker_failure(c, e).await);
             }
@@ -40,7 +41,7 @@ pub async fn do_start(op: &Op, c: &mut Container) -> Result<(), RpcError> {
 }
 
 pub async fn container_start(op: Op) -> MethodResult {
-    let mut c = op.container()?;
+    let mut c = op.container_or_finish("start").await?;
     op.announce_start(&c, "start");
     let res = do_start(&op, &mut c).await;
     op.finish_action(&c, "start", res.is_err()).await;
@@ -55,10 +56,19 @@ where
     F: FnOnce(Op, String) -> Fut,
     Fut: std::future::Future<Output = (Op, Result<(), crate::docker::DockerError>)>,
 {
-    let mut c = op.container()?;
+    let mut c = op.container_or_finish(action).await?;
     let uuid = c.uuid().unwrap_or_default().to_string();
     op.announce_start(&c, action);
     op.event_start(&uuid, event).await;
+    // Refused before anything is written: the id must be this container's.
+    let id = match op.docker_id(&c).await {
+        Ok(id) => id,
+        Err(e) => {
+            op.event_finish(&uuid, event, &Err(e.clone())).await;
+            op.finish_action(&c, action, true).await;
+            return Err(e);
+        }
+    };
     let guard = match op.begin_task(&mut c, task).await {
         Ok(g) => g,
         Err(e) => {
@@ -67,22 +77,17 @@ where
             return Err(e);
         }
     };
-    let (op, res) = match op.docker_id(&c) {
-        Ok(id) => {
-            let (op, r) = call(op, id).await;
-            match r {
-                Ok(()) => {
-                    c.set("status", json!(new_status));
-                    c.set("status_reason", Value::Null);
-                    (op, Ok(()))
-                }
-                Err(e) => {
-                    let err = op.docker_failure(&mut c, e).await;
-                    (op, Err(err))
-                }
-            }
+    let (op, r) = call(op, id).await;
+    let (op, res) = match r {
+        Ok(()) => {
+            c.set("status", json!(new_status));
+            c.set("status_reason", Value::Null);
+            (op, Ok(()))
         }
-        Err(e) => (op, Err(e)),
+        Err(e) => {
+            let err = op.docker_failure(&mut c, e).await;
+            (op, Err(err))
+        }
     };
     let ended = op.end_task(&mut c, guard).await;
     let res = res.and(ended);
@@ -139,7 +144,7 @@ pub async fn container_kill(op: Op) -> MethodResult {
 /// destroy the row. Deleting a container that is already gone succeeds; a delete while
 /// Docker cannot be reached fails (Error with the reason, row kept), even when forced.
 pub async fn container_delete(op: Op) -> MethodResult {
-    let mut c = op.container()?;
+    let mut c = op.container_or_finish("delete").await?;
     let uuid = c.uuid().unwrap_or_default().to_string();
     let force = op.arg_bool("force");
     op.announce_start(&c, "delete");
@@ -150,8 +155,13 @@ pub async fn container_delete(op: Op) -> MethodResult {
         op.announce_end(&c, "delete", false);
         return Ok(Value::Null);
     }
-    let guard = op.begin_task(&mut c, "container_deleting").await?;
     let target = c.get_str("container_id").map(str::to_string).unwrap_or_else(|| format!("zun-{uuid}"));
+    // Never remove a Docker container that is not this one's.
+    if let Err(e) = op.check_owned(&c, &target).await {
+        op.finish_action(&c, "delete", true).await;
+        return Err(e);
+    }
+    let guard = op.begin_task(&mut c, "container_deleting").await?;
     if let Err(e) = op.svc.docker.remove(&target, force).await {
         let err = super::docker_error(&e);
         // `force` overrides Docker's refusals, not its absence: destroying the row while
@@ -166,16 +176,13 @@ pub async fn container_delete(op: Op) -> MethodResult {
         tracing::warn!(container = %uuid, error = %e, "forced delete: ignoring the Docker error");
     }
     let _ = op.end_task(&mut c, guard).await;
-    // rt.remove_usage_from_container: only what this host claimed.
-    let claimed_here = row.as_ref().and_then(|r| r.get_str("host")) == Some(op.svc.host.as_str());
-    if claimed_here {
-        let req = claims::Request {
-            memory_mb: super::create::memory_mb(&c),
-            cpu: c.get("cpu").and_then(Value::as_f64).unwrap_or(0.0),
-            disk_gb: c.get("disk").and_then(Value::as_i64).unwrap_or(0),
-        };
-        if !req.is_empty() {
-            super::create::release_usage(&op, &req).await;
+    // rt.remove_usage_from_container: only what this host claimed, as the row (not the
+    // message) records it, and only figures a claim could have added.
+    if let Some(row) = row.as_ref().filter(|r| r.get_str("host") == Some(op.svc.host.as_str())) {
+        match checks::resources(row) {
+            Ok(req) if !req.is_empty() => super::create::release_usage(&op, &req).await,
+            Ok(_) => {}
+            Err(msg) => tracing::warn!(container = %uuid, reason = %msg, "the row's resources were never claimable; releasing nothing"),
         }
     }
     op.svc.store.container_destroy(&uuid).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;

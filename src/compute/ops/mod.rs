@@ -15,6 +15,16 @@ use crate::rpc::{MethodResult, Request, RpcError};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 
+/// A request the manager could not queue (no readable container uuid): a create among
+/// them still ends its row (see `create::fail_unreadable_create`).
+pub async fn refuse(svc: Arc<Services>, req: Request, e: RpcError) -> MethodResult {
+    if req.method == "container_create" {
+        let op = Op { svc, ctx: req.ctx, args: req.args, method: req.method, redelivered: req.redelivered };
+        create::fail_unreadable_create(&op, &e).await;
+    }
+    Err(e)
+}
+
 /// Runs one request to completion.
 pub async fn run(svc: Arc<Services>, req: Request) -> MethodResult {
     let op = Op { svc, ctx: req.ctx, args: req.args, method: req.method, redelivered: req.redelivered };
@@ -87,7 +97,34 @@ impl Op {
         if c.uuid().is_none() {
             return Err(RpcError::invalid("the container object has no uuid"));
         }
+        // The uuid names `zun-<uuid>` and container_id goes into Docker URLs.
+        crate::compute::checks::check_docker_refs(&c).map_err(|msg| {
+            tracing::warn!(method = %self.method, request_id = self.request_id(), reason = %msg, "refusing the container object");
+            RpcError::invalid(msg)
+        })?;
+        let mut c = c;
+        // zun-api never changes container_id; only Docker's answer (create, adopt) may be
+        // written, so a forged one is never saved by a later write of the operation.
+        c.changes.remove("container_id");
         Ok(c)
+    }
+
+    /// [`Op::container`] for a cast with an action row: when the object is refused, the
+    /// action zun-api started still gets its finish time and `Error`, so the refusal is
+    /// visible in the container's action history.
+    pub async fn container_or_finish(&self, action: &str) -> Result<Container, RpcError> {
+        match self.container() {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let uuid = self.args.get("container").and_then(|v| v.get(crate::oslo::object::KEY_DATA)).and_then(|d| d.get("uuid")).and_then(Value::as_str);
+                if let Some(uuid) = uuid.filter(|u| crate::compute::checks::check_uuid(u).is_ok()) {
+                    if let Err(db) = self.svc.store.action_finish(uuid, self.request_id(), action, true).await {
+                        tracing::debug!(container = uuid, request_id = self.request_id(), action, error = %db, "no action row to finish");
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     pub fn arg(&self, k: &str) -> Option<&Value> {
@@ -230,9 +267,40 @@ impl Op {
     }
 
     // ---- Docker -------------------------------------------------------------------
-    pub fn docker_id(&self, c: &Container) -> Result<String, RpcError> {
-        // zun's check_container_id
-        c.get_str("container_id").map(str::to_string).ok_or_else(|| RpcError::invalid("Cannot operate an uncreated container."))
+    /// The Docker id to operate on (zun's `check_container_id`), once Docker confirmed
+    /// that it is this container's: named `zun-<uuid>`. A `container_id` that names some
+    /// other Docker container is refused; one Docker does not know is returned, so the
+    /// operation meets Docker's 404 as zun does.
+    pub async fn docker_id(&self, c: &Container) -> Result<String, RpcError> {
+        let id = c.get_str("container_id").map(str::to_string).ok_or_else(|| RpcError::invalid("Cannot operate an uncreated container."))?;
+        self.check_owned(c, &id).await?;
+        Ok(id)
+    }
+
+    /// Refuses `id` when Docker has it under a name other than `zun-<uuid>`.
+    pub async fn check_owned(&self, c: &Container, id: &str) -> Result<(), RpcError> {
+        let uuid = c.uuid().unwrap_or_default();
+        crate::compute::checks::check_container_id(id, uuid).map_err(RpcError::invalid)?;
+        match self.svc.docker.inspect(id).await {
+            Ok(inspect) => self.check_inspect_owned(c, id, &inspect),
+            // Gone, or Docker unreachable: the operation's own call reports it.
+            Err(_) => Ok(()),
+        }
+    }
+
+    /// Refuses an inspect answer that is not `zun-<uuid>`'s.
+    pub fn check_inspect_owned(&self, c: &Container, id: &str, inspect: &Value) -> Result<(), RpcError> {
+        let uuid = c.uuid().unwrap_or_default();
+        let name = inspect.get("Name").and_then(Value::as_str).unwrap_or_default();
+        if name.strip_prefix('/').and_then(|n| n.strip_prefix(crate::docker::NAME_PREFIX)) == Some(uuid) {
+            return Ok(());
+        }
+        tracing::warn!(container = uuid, request_id = self.request_id(), method = %self.method, docker_id = id,
+            docker_name = %crate::compute::checks::shown(name), "container_id names another Docker container; refusing");
+        Err(RpcError::invalid(format!(
+            "container_id {id} is not the Docker container of {uuid} (it is named \"{}\")",
+            crate::compute::checks::shown(name.trim_start_matches('/'))
+        )))
     }
 
     /// zun's `wrap_docker_error`: 404 → handle_not_found + Conflict; "not running",
