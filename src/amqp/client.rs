@@ -35,7 +35,7 @@ pub enum CallError {
 
 impl RpcClient {
     pub async fn connect(settings: Arc<AmqpSettings>) -> Result<Self, AmqpError> {
-        let (conn, _) = connect_any(&settings, "client").await?;
+        let (conn, _, _) = connect_any(&settings, "client", None).await?;
         let ch = conn.create_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
         ch.exchange_declare(

@@ -112,6 +112,7 @@ impl AmqpSettings {
         let url = s.default.transport_url.as_ref().map(crate::config::Secret::expose).ok_or(AmqpError::NoTransport)?;
         let r = &s.oslo_messaging_rabbit;
         let brokers = parse_transport_url(url, r.ssl)?;
+        let n_brokers = brokers.len().max(1);
         let rabbit = RabbitOptions {
             amqp_durable_queues: r.amqp_durable_queues,
             amqp_auto_delete: r.amqp_auto_delete,
@@ -144,7 +145,7 @@ impl AmqpSettings {
             tls,
             early_ack_after: (s.compute.consumer_timeout > 0)
                 .then(|| Duration::from_millis(s.compute.consumer_timeout.min(86_400 * 365).saturating_mul(750))),
-            next_broker: AtomicUsize::new(0),
+            next_broker: AtomicUsize::new(rand::random_range(0..n_brokers)),
         })
     }
 
@@ -158,6 +159,17 @@ impl AmqpSettings {
             .without_max_times()
             .build()
     }
+
+    /// The pause before the next attempt after a session that connected but failed
+    /// (a queue leader being elected, a channel closed): short and jittered, growing
+    /// from 50 ms to `retry_min`; `attempt` 0 retries at once.
+    pub fn quick_retry(&self, attempt: u32) -> Duration {
+        if attempt == 0 {
+            return Duration::ZERO;
+        }
+        let base = Duration::from_millis(50u64.saturating_mul(1 << attempt.min(8))).min(self.retry_min.max(Duration::from_millis(50)));
+        base.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
 }
 
 /// A configured interval in seconds, at least `min`, at most a day (no panic on inf).
@@ -170,13 +182,31 @@ fn clamp_i32(v: i64) -> i32 {
     v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
-/// Connects to the first broker that answers, starting after the last one that worked.
-pub(crate) async fn connect_any(settings: &AmqpSettings, purpose: &str) -> Result<(Connection, BrokerAddr), AmqpError> {
+
+/// The order in which to try the brokers: round the ring from `start`, with `avoid`
+/// (the broker whose connection was just lost) last, so that a failover never lands on
+/// the node that just failed while another one answers.
+pub(crate) fn broker_order(n: usize, start: usize, avoid: Option<usize>) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).map(|i| (start + i) % n.max(1)).filter(|i| Some(*i) != avoid).collect();
+    if let Some(a) = avoid.filter(|a| *a < n) {
+        order.push(a);
+    }
+    order
+}
+
+/// Connects to the first broker that answers, trying them one after the other without
+/// waiting: from a random one at start-up (spreading many workers over a cluster, as
+/// oslo's shuffle does), then from the last one that worked, with `avoid` tried last.
+/// Returns the connection and the index of its broker in `settings.brokers`.
+pub(crate) async fn connect_any(
+    settings: &AmqpSettings,
+    purpose: &str,
+    avoid: Option<usize>,
+) -> Result<(Connection, BrokerAddr, usize), AmqpError> {
     let n = settings.brokers.len();
     let start = settings.next_broker.load(Ordering::Relaxed);
     let mut last = String::new();
-    for i in 0..n {
-        let idx = (start + i) % n;
+    for idx in broker_order(n, start, avoid) {
         let addr = &settings.brokers[idx];
         let name = format!("zun-compute-rs:{}:{}", std::process::id(), purpose);
         let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
@@ -192,7 +222,7 @@ pub(crate) async fn connect_any(settings: &AmqpSettings, purpose: &str) -> Resul
             Ok(Ok(conn)) => {
                 settings.next_broker.store(idx, Ordering::Relaxed);
                 tracing::info!(broker = %addr.display(), purpose, "connected to broker");
-                return Ok((conn, addr.clone()));
+                return Ok((conn, addr.clone(), idx));
             }
             Ok(Err(e)) => last = e.to_string(),
             Err(_) => last = "timed out after 10 s".into(),
@@ -216,4 +246,18 @@ pub(crate) fn field_table(args: &[(String, ArgValue)]) -> FieldTable {
         t.insert(ShortString::from(k.as_str()), v);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::broker_order;
+
+    #[test]
+    fn failover_order_puts_the_failed_broker_last() {
+        assert_eq!(broker_order(3, 0, None), vec![0, 1, 2]);
+        assert_eq!(broker_order(3, 1, Some(1)), vec![2, 0, 1]);
+        assert_eq!(broker_order(3, 2, Some(0)), vec![2, 1, 0]);
+        assert_eq!(broker_order(1, 0, Some(0)), vec![0]);
+        assert_eq!(broker_order(2, 0, Some(7)), vec![0, 1]);
+    }
 }

@@ -26,6 +26,10 @@ pub enum Settled {
 pub struct Publisher {
     settings: Arc<AmqpSettings>,
     conn: Mutex<Option<(Connection, Channel)>>,
+    /// The broker of the last connection, avoided first when it is lost.
+    last_broker: std::sync::atomic::AtomicUsize,
+    /// Set when an error dropped the connection (the next connect avoids its broker).
+    lost: std::sync::atomic::AtomicBool,
 }
 
 /// oslo's message properties: application/json, utf-8, empty headers, persistent, priority 0.
@@ -44,7 +48,7 @@ pub fn oslo_properties(expiration_ms: Option<u64>) -> BasicProperties {
 
 impl Publisher {
     pub fn new(settings: Arc<AmqpSettings>) -> Self {
-        Publisher { settings, conn: Mutex::new(None) }
+        Publisher { settings, conn: Mutex::new(None), last_broker: std::sync::atomic::AtomicUsize::new(usize::MAX), lost: Default::default() }
     }
 
     /// The confirm-mode channel, (re)connecting when needed.
@@ -55,7 +59,16 @@ impl Publisher {
                 return Ok(ch.clone());
             }
         }
-        let (conn, _) = connect_any(&self.settings, "send").await?;
+        // A lost connection fails over at once to another broker (the lost one last).
+        use std::sync::atomic::Ordering;
+        let lost = guard.take().is_some() || self.lost.swap(false, Ordering::Relaxed);
+        let prev = self.last_broker.load(Ordering::Relaxed);
+        let avoid = (lost && prev != usize::MAX).then_some(prev);
+        let (conn, addr, idx) = connect_any(&self.settings, "send", avoid).await?;
+        self.last_broker.store(idx, Ordering::Relaxed);
+        if avoid.is_some() {
+            tracing::warn!(broker = %addr.display(), "publisher failed over to another broker");
+        }
         let ch = conn.create_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
         *guard = Some((conn, ch.clone()));
@@ -63,7 +76,9 @@ impl Publisher {
     }
 
     async fn reset(&self) {
-        *self.conn.lock().await = None;
+        if self.conn.lock().await.take().is_some() {
+            self.lost.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     /// Publishes once and waits for the broker's confirm.

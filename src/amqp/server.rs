@@ -87,20 +87,41 @@ impl RpcServer {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>, drain: Duration, ready: Option<tokio::sync::oneshot::Sender<()>>) {
         let mut backoff = self.settings.backoff();
         let mut ready = ready;
+        // The broker of the session that just failed: the next connection avoids it.
+        let mut avoid: Option<usize> = None;
+        // Sessions in a row that connected but never consumed (the next one waits a little).
+        let mut quick: u32 = 0;
         loop {
             if *stop.borrow() {
                 return;
             }
-            match self.session(&mut stop, drain, &mut ready).await {
+            let mut used = None;
+            let mut consumed = false;
+            match self.session(&mut stop, drain, &mut ready, avoid, &mut used, &mut consumed).await {
                 Ok(()) => return,
                 Err(e) => {
                     Health::set(&self.health.broker_consuming, false);
                     self.metrics.amqp_reconnects.inc();
-                    let wait = backoff.next().unwrap_or(self.settings.retry_max);
-                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "RPC server lost the broker; reconnecting");
-                    tokio::select! {
-                        _ = tokio::time::sleep(wait) => {}
-                        _ = stop.changed() => {}
+                    let wait = if matches!(e, AmqpError::Connect { .. }) {
+                        // Every broker refused: only now back off (exponential, jitter).
+                        avoid = None;
+                        backoff.next().unwrap_or(self.settings.retry_max)
+                    } else {
+                        backoff = self.settings.backoff();
+                        avoid = used;
+                        if consumed {
+                            quick = 0;
+                        }
+                        let w = self.settings.quick_retry(quick);
+                        quick = quick.saturating_add(1);
+                        w
+                    };
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "RPC server lost the broker; failing over");
+                    if !wait.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(wait) => {}
+                            _ = stop.changed() => {}
+                        }
                     }
                 }
             }
@@ -112,8 +133,12 @@ impl RpcServer {
         stop: &mut watch::Receiver<bool>,
         drain: Duration,
         ready: &mut Option<tokio::sync::oneshot::Sender<()>>,
+        avoid: Option<usize>,
+        used: &mut Option<usize>,
+        consumed: &mut bool,
     ) -> Result<(), AmqpError> {
-        let (conn, addr) = connect_any(&self.settings, "listen").await?;
+        let (conn, addr, idx) = connect_any(&self.settings, "listen", avoid).await?;
+        *used = Some(idx);
         let ch = conn.create_channel().await?;
         let specs = self.declare(&ch).await?;
         ch.basic_qos(self.settings.prefetch, BasicQosOptions::default()).await?;
@@ -131,6 +156,7 @@ impl RpcServer {
             consumers.push(c.map(move |d| (i, d)));
         }
         Health::set(&self.health.broker_consuming, true);
+        *consumed = true;
         tracing::info!(broker = %addr.display(), queues = ?queues, prefetch = self.settings.prefetch, "consuming");
         if let Some(tx) = ready.take() {
             let _ = tx.send(());

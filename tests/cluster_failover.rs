@@ -1,0 +1,245 @@
+//! Broker-node loss on a real 3-node RabbitMQ cluster (`scripts/rabbit-cluster.sh`,
+//! ports 5791-5793): the worker's `transport_url` lists the three nodes.
+//!
+//! Each test uses a vhost of its own on the cluster. A test that kills a node holds the
+//! cluster lock (`$ZUN_RS_STATE/rabbit-cluster/tests.lock`) exclusively; the others hold
+//! it shared, so no test sees a node vanish that it did not kill.
+mod common;
+
+use common::worker::Worker;
+use common::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+const STATE: &str = "/var/tmp/zun-rs";
+const CREATES: usize = 100;
+
+fn state_dir() -> String {
+    std::env::var("ZUN_RS_STATE").unwrap_or_else(|_| STATE.to_string())
+}
+
+fn cluster(args: &[&str]) -> String {
+    let out = Command::new("bash").arg(repo_path("scripts/rabbit-cluster.sh")).args(args).output().expect("rabbit-cluster.sh");
+    assert!(out.status.success(), "rabbit-cluster.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct ClusterLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+fn cluster_lock(exclusive: bool) -> ClusterLock {
+    let dir = format!("{}/rabbit-cluster", state_dir());
+    std::fs::create_dir_all(&dir).expect("state dir");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(format!("{dir}/tests.lock")).expect("lock file");
+    let how = if exclusive { nix::fcntl::FlockArg::LockExclusive } else { nix::fcntl::FlockArg::LockShared };
+    let lock = nix::fcntl::Flock::lock(f, how).map_err(|(_, e)| e).expect("flock");
+    // Whatever an earlier test left behind (a killed node), the cluster is whole again.
+    cluster(&["up"]);
+    ClusterLock(lock)
+}
+
+/// A vhost of the test's own on the cluster, deleted on drop.
+struct ClusterVhost(String);
+
+impl ClusterVhost {
+    fn new() -> Self {
+        let name = unique("zunrs-cl");
+        cluster(&["ctl", "1", "add_vhost", &name]);
+        cluster(&["ctl", "1", "set_permissions", "-p", &name, "guest", ".*", ".*", ".*"]);
+        ClusterVhost(name)
+    }
+    fn url(&self) -> String {
+        cluster(&["url", &self.0]).trim().to_string()
+    }
+}
+
+impl Drop for ClusterVhost {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(repo_path("scripts/rabbit-cluster.sh")).args(["ctl", "1", "delete_vhost", &self.0]).output();
+    }
+}
+
+/// Brings a killed node back even when the test fails.
+struct Restart(u8);
+impl Drop for Restart {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(repo_path("scripts/rabbit-cluster.sh")).args(["start-node", &self.0.to_string()]).output();
+    }
+}
+
+/// The node (1..3) leading quorum queue `queue`.
+fn leader_of(vhost: &str, queue: &str) -> u8 {
+    let out = cluster(&["ctl", "1", "list_queues", "-p", vhost, "-q", "--no-table-headers", "name", "leader"]);
+    let line = out.lines().find(|l| l.split_whitespace().next() == Some(queue)).unwrap_or_else(|| panic!("no queue {queue} in {out}"));
+    let node = line.split_whitespace().nth(1).unwrap_or_default();
+    node.strip_prefix("zrs").and_then(|r| r.chars().next()).and_then(|c| c.to_digit(10)).unwrap_or_else(|| panic!("leader? {line}")) as u8
+}
+
+fn fields(uuid: &str) -> Value {
+    json!({
+        "uuid": uuid, "name": format!("cl-{}", &uuid[..8]), "image": "busybox:latest", "image_pull_policy": "ifnotpresent",
+        "command": ["sh", "-c", "trap 'exit 0' TERM; sleep 600 & wait"],
+        "memory": "16", "cpu": 0.1, "status": "Creating",
+        "project_id": "6a3b4d0c5e8f4f7e9b1a2c3d4e5f6a7b", "user_id": "9f8e7d6c5b4a49382716a5b4c3d2e1f0",
+        "interactive": false, "tty": false,
+    })
+}
+
+/// (status, task_state) of every container row of the worker's database.
+fn rows(w: &Worker) -> HashMap<String, (String, String)> {
+    let out = Command::new("mariadb")
+        .args(["--protocol=tcp", "-h", "127.0.0.1", "-u", "root", "-N", "-B", &w.db.name, "-e"])
+        .arg("SELECT uuid, status, IFNULL(task_state,'') FROM container")
+        .output()
+        .expect("mariadb client");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f.len() == 3).then(|| (f[0].to_string(), (f[1].to_string(), f[2].to_string())))
+        })
+        .collect()
+}
+
+/// Docker containers named `zun-<uuid>` (any state).
+fn docker_count(uuid: &str) -> usize {
+    let out = Command::new("docker").args(["ps", "-a", "-q", "--filter", &format!("name=^/zun-{uuid}$")]).output().expect("docker");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).count()
+}
+
+/// Removes the containers the test made, even when it fails.
+struct Containers(Vec<String>);
+impl Drop for Containers {
+    fn drop(&mut self) {
+        let names: Vec<String> = self.0.iter().map(|u| format!("zun-{u}")).collect();
+        for chunk in names.chunks(50) {
+            let _ = Command::new("docker").args(["rm", "-f"]).args(chunk).output();
+        }
+    }
+}
+
+/// The UTC time of a worker log line (tracing's RFC 3339 prefix).
+fn line_time(line: &str) -> Option<SystemTime> {
+    let ts = line.split_whitespace().next()?;
+    let t = chrono::DateTime::parse_from_rfc3339(ts).ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_micros(t.timestamp_micros().try_into().ok()?))
+}
+
+/// Times of the RPC server's "consuming" lines (one per session), and which port.
+fn consuming_lines(w: &Worker) -> Vec<(SystemTime, String)> {
+    w.log_text()
+        .lines()
+        .filter(|l| l.contains(" consuming") && l.contains("broker=") && !l.contains("zun-compute-rs consuming"))
+        .filter_map(|l| {
+            let port = l.split("broker=").nth(1)?.split('/').nth(2)?.rsplit(':').next()?.to_string();
+            Some((line_time(l)?, port))
+        })
+        .collect()
+}
+
+fn quorum_conf() -> &'static str {
+    "[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\n"
+}
+
+/// The node leading the worker's server queue is SIGKILLed while 100 creates are sent
+/// through zun's real rpcapi: none is lost, none runs twice, and the time from the kill
+/// to the worker consuming again (on another node) is measured and printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_queue_leader_mid_stream_loses_nothing() {
+    let _lock = cluster_lock(true);
+    let vhost = ClusterVhost::new();
+    let w = Worker::start_on(Some(&vhost.url()), "", quorum_conf());
+    let server_q = format!("zun-compute.{}", w.host);
+    let leader = leader_of(&vhost.0, &server_q);
+    let sessions_before = consuming_lines(&w).len();
+    let uuids: Vec<String> = (0..CREATES).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let _cleanup = Containers(uuids.clone());
+
+    // The stream, from a thread of its own (the client blocks).
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stream = {
+        let (conf, host, uuids, sent) = (w.conf.clone(), w.host.clone(), uuids.clone(), sent.clone());
+        std::thread::spawn(move || {
+            let mut zun = ZunClient::start(&conf, false);
+            let mut failed = Vec::new();
+            for u in &uuids {
+                if let Err(e) = zun.cmd("rpcapi_create", json!({"fields": fields(u), "host": host, "run": false})) {
+                    failed.push(format!("{u}: {e}"));
+                }
+                sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            failed
+        })
+    };
+    wait_for(Duration::from_secs(60), "30 creates sent", || async { (sent.load(std::sync::atomic::Ordering::SeqCst) >= 30).then_some(()) })
+        .await;
+
+    // SIGKILL the leader's VM ourselves, to know the instant.
+    let pid: i32 = std::fs::read_to_string(format!("{}/rabbit-cluster/zrs{leader}/beam.pid", state_dir()))
+        .expect("beam.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let _restart = Restart(leader);
+    let killed_at = SystemTime::now();
+    let killed = Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill");
+    assert!(killed.success(), "kill -KILL {pid}");
+    let killed_port = (5790 + leader as u32).to_string();
+
+    let (resumed, port) =
+        wait_for(Duration::from_secs(30), "the worker consuming again", || async { consuming_lines(&w).get(sessions_before).cloned() })
+            .await;
+    let gap = resumed.duration_since(killed_at).unwrap_or_default();
+    println!("FAILOVER leader=zrs{leader} consuming again after {:.3} s on port {port}", gap.as_secs_f64());
+    assert_ne!(port, killed_port, "the worker reconnected to the node that was killed");
+
+    let failed = tokio::task::block_in_place(|| stream.join()).expect("stream thread");
+    assert!(failed.is_empty(), "creates the client could not send: {failed:?}");
+
+    // Every create ends (not Creating, no task) with exactly one container.
+    let settled = wait_for(Duration::from_secs(180), "every create settled", || async {
+        let rows = rows(&w);
+        let done = uuids.iter().filter(|u| rows.get(*u).is_some_and(|(s, t)| s != "Creating" && t.is_empty())).count();
+        (done == CREATES).then_some(rows)
+    })
+    .await;
+    let errors: Vec<_> = settled.iter().filter(|(u, (s, _))| uuids.contains(u) && s == "Error").collect();
+    assert!(errors.is_empty(), "creates ended in Error: {errors:?}");
+    let twice: Vec<&String> = uuids.iter().filter(|u| docker_count(u) != 1).collect();
+    assert!(twice.is_empty(), "containers not created exactly once: {twice:?}");
+    let log = w.log_text();
+    assert_eq!(log.matches("adopting it").count(), 0, "a create ran twice (adopted its own container)");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "a handled failover logged errors: {errors:?}");
+}
+
+/// Ten workers with the same three-host `transport_url` spread their listening
+/// connections over the nodes (oslo shuffles its hosts; so do we).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_workers_spread_over_the_nodes() {
+    let _lock = cluster_lock(false);
+    let vhost = ClusterVhost::new();
+    let url = vhost.url();
+    let started = Instant::now();
+    // Started five at a time (each builds its own database first).
+    let mut workers: Vec<Worker> = Vec::new();
+    for _ in 0..2 {
+        let batch: Vec<_> = (0..5)
+            .map(|_| {
+                let url = url.clone();
+                std::thread::spawn(move || Worker::start_on(Some(&url), "", ""))
+            })
+            .collect();
+        workers.extend(batch.into_iter().map(|h| h.join().expect("worker start")));
+    }
+    let mut per_port: HashMap<String, usize> = HashMap::new();
+    for w in &workers {
+        let lines = consuming_lines(w);
+        let (_, port) = lines.first().cloned().expect("a consuming line");
+        *per_port.entry(port).or_default() += 1;
+    }
+    println!("SPREAD {per_port:?} (10 workers started in {:.1} s)", started.elapsed().as_secs_f64());
+    assert!(per_port.values().all(|n| *n < 10), "all ten workers on one node: {per_port:?}");
+}
