@@ -400,7 +400,14 @@ pub struct ClientSection {
 
 impl Default for ClientSection {
     fn default() -> Self {
-        ClientSection { region_name: None, endpoint_type: "publicURL".into(), ca_file: None, cert_file: None, key_file: None, insecure: false }
+        ClientSection {
+            region_name: None,
+            endpoint_type: "publicURL".into(),
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
+            insecure: false,
+        }
     }
 }
 

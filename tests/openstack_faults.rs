@@ -47,24 +47,12 @@ impl Drop for Outage<'_> {
 
 /// (status, status_reason, host) of the row, read from zun's database.
 fn row(stack: &Stack, uuid: &str) -> Option<(String, String, String)> {
-    let rows = stack.sql(&format!(
-        "SELECT status, IFNULL(status_reason, ''), IFNULL(host, '') FROM container WHERE uuid = '{uuid}'"
-    ));
-    rows.first().map(|r| {
-        (
-            r[0].clone(),
-            r.get(1).cloned().unwrap_or_default(),
-            r.get(2).cloned().unwrap_or_default(),
-        )
-    })
+    let rows = stack.sql(&format!("SELECT status, IFNULL(status_reason, ''), IFNULL(host, '') FROM container WHERE uuid = '{uuid}'"));
+    rows.first().map(|r| (r[0].clone(), r.get(1).cloned().unwrap_or_default(), r.get(2).cloned().unwrap_or_default()))
 }
 
 fn docker_exists(name: &str) -> bool {
-    std::process::Command::new("docker")
-        .args(["inspect", name])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    std::process::Command::new("docker").args(["inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 fn outage_during_create(svc: &'static str, names: &[&str]) {
@@ -107,9 +95,7 @@ fn outage_during_create(svc: &'static str, names: &[&str]) {
         w.wait_gone(x, RUNNING);
         assert!(stack.ports_of(x).is_empty(), "port of {x} removed");
     }
-    poll(Duration::from_secs(60), "no allocation left", || {
-        stack.provider_consumers(&rp).is_empty().then_some(())
-    });
+    poll(Duration::from_secs(60), "no allocation left", || stack.provider_consumers(&rp).is_empty().then_some(()));
 }
 
 #[test]
@@ -144,9 +130,7 @@ fn placement_outage_during_delete() {
     stack.os_ok(&["appcontainer", "delete", "--stop", &c]);
     let mut outage = Outage::begin(&stack, "placement");
     w.thaw();
-    poll(RUNNING, "the row deleted while Placement is down", || {
-        row(&stack, &c).is_none().then_some(())
-    });
+    poll(RUNNING, "the row deleted while Placement is down", || row(&stack, &c).is_none().then_some(()));
     assert!(!docker_exists(&format!("zun-{c}")));
     outage.end();
     assert!(stack.ports_of(&c).is_empty(), "port removed");

@@ -16,11 +16,7 @@ const RUNNING: Duration = Duration::from_secs(120);
 const IMAGE: &[&str] = &["--image-pull-policy", "ifnotpresent", "busybox", "sleep", "3600"];
 
 fn docker_exists(name: &str) -> bool {
-    std::process::Command::new("docker")
-        .args(["inspect", name])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    std::process::Command::new("docker").args(["inspect", name]).output().map(|o| o.status.success()).unwrap_or(false)
 }
 
 /// The container's address and Neutron port on network `net`: the address as zun-api
@@ -69,10 +65,7 @@ fn run_network_placement_and_delete() {
 
     let rp = stack.provider_uuid(&w.host).expect("provider");
     // inventories match the compute_node row
-    let node = stack.sql(&format!(
-        "SELECT uuid, rp_uuid, cpus, mem_total, disk_total FROM compute_node WHERE hostname = '{}'",
-        w.host
-    ));
+    let node = stack.sql(&format!("SELECT uuid, rp_uuid, cpus, mem_total, disk_total FROM compute_node WHERE hostname = '{}'", w.host));
     let node = node.first().expect("compute_node row");
     assert_eq!(node[1], rp, "compute_node.rp_uuid is the provider's uuid");
     let inv = stack.os_json(&["resource", "provider", "inventory", "list", &rp]);
@@ -89,11 +82,7 @@ fn run_network_placement_and_delete() {
     // zun reports the whole filesystem to Placement and keeps `reserve_disk_for_image`
     // (0.2) of it out of compute_node.disk_total (zun/container/driver.py)
     let disk = total("DISK_GB");
-    assert_eq!(
-        (disk - (disk as f64 * 0.2) as i64).to_string(),
-        node[4],
-        "DISK_GB total {disk} vs disk_total"
-    );
+    assert_eq!((disk - (disk as f64 * 0.2) as i64).to_string(), node[4], "DISK_GB total {disk} vs disk_total");
 
     let a = w.run(&net, &format!("{}-a", net.name), IMAGE);
     let b = w.run(&net, &format!("{}-b", net.name), IMAGE);
@@ -102,10 +91,7 @@ fn run_network_placement_and_delete() {
     assert_eq!(show_a["host"], w.host.as_str());
 
     let (ip_a, port_id_a) = address(&stack, &a, &net.id);
-    assert!(
-        show_a["addresses"].as_str().unwrap_or_default().contains(&ip_a),
-        "show lists {ip_a}: {show_a}"
-    );
+    assert!(show_a["addresses"].as_str().unwrap_or_default().contains(&ip_a), "show lists {ip_a}: {show_a}");
     let ports = stack.ports_of(&a);
     assert_eq!(ports.len(), 1, "one Neutron port for {a}: {ports:?}");
     let (port_ip, port_mac) = port_ip_mac(&ports[0]);
@@ -144,9 +130,7 @@ fn run_network_placement_and_delete() {
     stack.os_ok(&["appcontainer", "delete", "--stop", &b]);
     w.wait_gone(&b, RUNNING);
     assert!(stack.ports_of(&b).is_empty(), "port of {b} removed");
-    poll(Duration::from_secs(30), "no allocation left on the provider", || {
-        stack.provider_consumers(&rp).is_empty().then_some(())
-    });
+    poll(Duration::from_secs(30), "no allocation left on the provider", || stack.provider_consumers(&rp).is_empty().then_some(()));
 }
 
 /// exec, logs, stop, start, restart, pause, unpause, kill, update (`appcontainer set`) through the CLI.
@@ -156,18 +140,7 @@ fn lifecycle_through_the_cli() {
     let stack = Stack::up();
     let w = StackWorker::start(&stack, "life", "");
     let net = Network::create(&stack, "life");
-    let c = w.run(
-        &net,
-        &net.name,
-        &[
-            "--image-pull-policy",
-            "ifnotpresent",
-            "busybox",
-            "sh",
-            "-c",
-            "echo hello-zunrs; exec sleep 3600",
-        ],
-    );
+    let c = w.run(&net, &net.name, &["--image-pull-policy", "ifnotpresent", "busybox", "sh", "-c", "echo hello-zunrs; exec sleep 3600"]);
     w.wait_status(&c, "Running", RUNNING);
 
     let out = w.exec(&c, &["echo", "from-exec"]);
@@ -180,10 +153,8 @@ fn lifecycle_through_the_cli() {
     stack.os_ok(&["appcontainer", "start", &c]);
     w.wait_status(&c, "Running", RUNNING);
     let started_at = || {
-        let out = std::process::Command::new("docker")
-            .args(["inspect", "-f", "{{.State.StartedAt}}", &format!("zun-{c}")])
-            .output()
-            .unwrap();
+        let out =
+            std::process::Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", &format!("zun-{c}")]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     let started = started_at();
@@ -197,20 +168,9 @@ fn lifecycle_through_the_cli() {
     w.wait_status(&c, "Running", RUNNING);
 
     let updated = stack.os_json(&["appcontainer", "set", "--memory", "256", "--cpu", "0.5", &c]);
-    assert_eq!(
-        updated["memory"].as_str().map(|m| m.trim_end_matches('M').to_string()),
-        Some("256".into()),
-        "{updated}"
-    );
-    let mem = std::process::Command::new("docker")
-        .args(["inspect", "-f", "{{.HostConfig.Memory}}", &format!("zun-{c}")])
-        .output()
-        .unwrap();
-    assert_eq!(
-        String::from_utf8_lossy(&mem.stdout).trim(),
-        (256u64 * 1024 * 1024).to_string(),
-        "Docker's memory limit"
-    );
+    assert_eq!(updated["memory"].as_str().map(|m| m.trim_end_matches('M').to_string()), Some("256".into()), "{updated}");
+    let mem = std::process::Command::new("docker").args(["inspect", "-f", "{{.HostConfig.Memory}}", &format!("zun-{c}")]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&mem.stdout).trim(), (256u64 * 1024 * 1024).to_string(), "Docker's memory limit");
 
     stack.os_ok(&["appcontainer", "kill", "--signal", "SIGKILL", &c]);
     w.wait_status(&c, "Stopped", RUNNING);
@@ -248,38 +208,13 @@ fn network_attach_detach_and_security_groups() {
     let (_, port_id) = address(&stack, &c, &net.id);
     let port_groups = || -> Vec<String> {
         let p = stack.os_json(&["port", "show", &port_id]);
-        p["security_group_ids"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
+        p["security_group_ids"].as_array().map(|a| a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect()).unwrap_or_default()
     };
     // zun-api serves add/remove_security_group up to API 1.14 (removed in 1.15)
-    stack.os_ok(&[
-        "--os-container-api-version",
-        "1.14",
-        "appcontainer",
-        "add",
-        "security",
-        "group",
-        &c,
-        &sg_id,
-    ]);
-    poll(RUNNING, "the port carries the added security group", || {
-        port_groups().contains(&sg_id).then_some(())
-    });
-    stack.os_ok(&[
-        "--os-container-api-version",
-        "1.14",
-        "appcontainer",
-        "remove",
-        "security",
-        "group",
-        &c,
-        &sg_id,
-    ]);
-    poll(RUNNING, "the security group removed from the port", || {
-        (!port_groups().contains(&sg_id)).then_some(())
-    });
+    stack.os_ok(&["--os-container-api-version", "1.14", "appcontainer", "add", "security", "group", &c, &sg_id]);
+    poll(RUNNING, "the port carries the added security group", || port_groups().contains(&sg_id).then_some(()));
+    stack.os_ok(&["--os-container-api-version", "1.14", "appcontainer", "remove", "security", "group", &c, &sg_id]);
+    poll(RUNNING, "the security group removed from the port", || (!port_groups().contains(&sg_id)).then_some(()));
 
     stack.os_ok(&["appcontainer", "delete", "--stop", &c]);
     w.wait_gone(&c, RUNNING);
@@ -295,12 +230,8 @@ fn delete_keeps_a_preserved_port() {
     let net = Network::create(&stack, "keep");
     let port = stack.os_json(&["port", "create", "--network", &net.id, &common::unique("zunrs-keep-port")]);
     let port_id = port["id"].as_str().unwrap().to_string();
-    let port_ip = port["fixed_ips"]
-        .as_array()
-        .and_then(|a| a.first())
-        .and_then(|f| f["ip_address"].as_str())
-        .map(str::to_string)
-        .unwrap_or_default();
+    let port_ip =
+        port["fixed_ips"].as_array().and_then(|a| a.first()).and_then(|f| f["ip_address"].as_str()).map(str::to_string).unwrap_or_default();
 
     let net_arg = format!("port={port_id}");
     let c = stack.os_json(&[
@@ -349,11 +280,9 @@ fn worker_keeps_working_across_token_expiry() {
     assert!(stack.token_valid(&token));
     let out = w.exec(&first, &["echo", "still-here"]);
     assert_eq!(out.trim(), "still-here");
-    poll(
-        Duration::from_secs(lifetime + 60),
-        "Keystone rejects a token issued after the worker started",
-        || (!stack.token_valid(&token)).then_some(()),
-    );
+    poll(Duration::from_secs(lifetime + 60), "Keystone rejects a token issued after the worker started", || {
+        (!stack.token_valid(&token)).then_some(())
+    });
     let second = w.run(&net, &format!("{}-2", net.name), IMAGE);
     w.wait_status(&second, "Running", RUNNING);
     assert_eq!(stack.ports_of(&second).len(), 1);
@@ -362,7 +291,5 @@ fn worker_keeps_working_across_token_expiry() {
         w.wait_gone(c, RUNNING);
         assert!(stack.ports_of(c).is_empty(), "port of {c} removed after the token expired");
     }
-    poll(Duration::from_secs(60), "allocations freed after the token expired", || {
-        stack.provider_consumers(&rp).is_empty().then_some(())
-    });
+    poll(Duration::from_secs(60), "allocations freed after the token expired", || stack.provider_consumers(&rp).is_empty().then_some(()));
 }

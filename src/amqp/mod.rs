@@ -182,7 +182,6 @@ fn clamp_i32(v: i64) -> i32 {
     v.clamp(i32::MIN as i64, i32::MAX as i64) as i32
 }
 
-
 /// The order in which to try the brokers: round the ring from `start`, with `avoid`
 /// (the broker whose connection was just lost) last, so that a failover never lands on
 /// the node that just failed while another one answers.

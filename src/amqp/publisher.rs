@@ -48,7 +48,12 @@ pub fn oslo_properties(expiration_ms: Option<u64>) -> BasicProperties {
 
 impl Publisher {
     pub fn new(settings: Arc<AmqpSettings>) -> Self {
-        Publisher { settings, conn: Mutex::new(None), last_broker: std::sync::atomic::AtomicUsize::new(usize::MAX), lost: Default::default() }
+        Publisher {
+            settings,
+            conn: Mutex::new(None),
+            last_broker: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            lost: Default::default(),
+        }
     }
 
     /// The confirm-mode channel, (re)connecting when needed.

@@ -49,12 +49,7 @@ fn flock(path: &std::path::Path, arg: FlockArg) -> Flock<std::fs::File> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).expect("lock dir");
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .expect("lock file");
+    let f = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).expect("lock file");
     Flock::lock(f, arg).map_err(|(_, e)| e).expect("flock")
 }
 
@@ -71,10 +66,7 @@ impl StackLock {
         eprintln!("[stack] taking the stack lock (shared)");
         let fault = flock(&state_dir().join("fault.lock"), FlockArg::LockShared);
         let stack = flock(&state_dir().join("openstack/stack.lock"), FlockArg::LockShared);
-        StackLock {
-            _stack: stack,
-            _fault: fault,
-        }
+        StackLock { _stack: stack, _fault: fault }
     }
 
     /// For a test that stops a stack service: no other stack test runs meanwhile.
@@ -82,10 +74,7 @@ impl StackLock {
         eprintln!("[stack] taking the stack lock (exclusive)");
         let fault = flock(&state_dir().join("fault.lock"), FlockArg::LockShared);
         let stack = flock(&state_dir().join("openstack/stack.lock"), FlockArg::LockExclusive);
-        StackLock {
-            _stack: stack,
-            _fault: fault,
-        }
+        StackLock { _stack: stack, _fault: fault }
     }
 }
 
@@ -99,11 +88,7 @@ pub struct Stack {
 static UP: OnceLock<Result<HashMap<String, String>, String>> = OnceLock::new();
 
 fn openstack_sh(args: &[&str]) -> std::process::Output {
-    Command::new("bash")
-        .arg(repo_path("scripts/openstack.sh"))
-        .args(args)
-        .output()
-        .expect("run scripts/openstack.sh")
+    Command::new("bash").arg(repo_path("scripts/openstack.sh")).args(args).output().expect("run scripts/openstack.sh")
 }
 
 /// Parses `export A=x B=y` lines (the env file never quotes: its values have no spaces).
@@ -147,21 +132,14 @@ impl Stack {
     }
 
     pub fn var(&self, key: &str) -> String {
-        self.env
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| panic!("{key} missing from the stack's env file"))
+        self.env.get(key).cloned().unwrap_or_else(|| panic!("{key} missing from the stack's env file"))
     }
 
     /// Stops then starts again one service (keystone, placement, neutron, kuryr, zun-api).
     /// Hold [`StackLock::exclusive`] around it.
     pub fn stop_service(&self, svc: &str) {
         let out = openstack_sh(&["stop", svc]);
-        assert!(
-            out.status.success(),
-            "openstack.sh stop {svc}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "openstack.sh stop {svc}: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     pub fn start_service(&self, svc: &str) {
@@ -184,13 +162,8 @@ impl Stack {
             }
         }
         cmd.envs(self.env.iter().filter(|(k, _)| k.starts_with("OS_")));
-        let mut child = cmd
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn the openstack CLI");
+        let mut child =
+            cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn the openstack CLI");
         let (out, err) = drain(&mut child, Duration::from_secs(120));
         let status = child.wait().expect("wait for the CLI");
         if status.success() {
@@ -225,25 +198,11 @@ impl Stack {
     /// A SQL query on zun's database (the one zun-api and the workers share), as text rows.
     pub fn sql(&self, query: &str) -> Vec<Vec<String>> {
         let out = Command::new("mariadb")
-            .args([
-                "--protocol=tcp",
-                "-h",
-                "127.0.0.1",
-                "-u",
-                "root",
-                "-N",
-                "-B",
-                "-e",
-                query,
-                &self.var("ZUNRS_OS_DB_NAME"),
-            ])
+            .args(["--protocol=tcp", "-h", "127.0.0.1", "-u", "root", "-N", "-B", "-e", query, &self.var("ZUNRS_OS_DB_NAME")])
             .output()
             .expect("mariadb client");
         assert!(out.status.success(), "SQL {query}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.split('\t').map(str::to_string).collect())
-            .collect()
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| l.split('\t').map(str::to_string).collect()).collect()
     }
 
     /// A new admin token (`openstack token issue`).
@@ -271,18 +230,12 @@ impl Stack {
     /// The consumers holding allocations against provider `rp`.
     pub fn provider_consumers(&self, rp: &str) -> Vec<String> {
         let v = self.os_json(&["resource", "provider", "show", "--allocations", rp]);
-        v.get("allocations")
-            .and_then(Value::as_object)
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        v.get("allocations").and_then(Value::as_object).map(|m| m.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// Neutron ports whose device_id is `device` (zun: the container uuid).
     pub fn ports_of(&self, device: &str) -> Vec<Value> {
-        self.os_json(&["port", "list", "--device-id", device, "--long"])
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.os_json(&["port", "list", "--device-id", device, "--long"]).as_array().cloned().unwrap_or_default()
     }
 }
 
@@ -335,22 +288,12 @@ impl<'a> Network<'a> {
         let id = net["id"].as_str().expect("network id").to_string();
         let sub = stack.os_json(&["subnet", "create", "--network", &id, "--subnet-range", &cidr, &name]);
         let subnet_id = sub["id"].as_str().expect("subnet id").to_string();
-        Network {
-            stack,
-            name,
-            id,
-            subnet_id,
-            cidr,
-        }
+        Network { stack, name, id, subnet_id, cidr }
     }
 
     /// Ports on this network.
     pub fn ports(&self) -> Vec<Value> {
-        self.stack
-            .os_json(&["port", "list", "--network", &self.id, "--long"])
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
+        self.stack.os_json(&["port", "list", "--network", &self.id, "--long"]).as_array().cloned().unwrap_or_default()
     }
 }
 
@@ -415,15 +358,7 @@ impl<'a> StackWorker<'a> {
         );
         let conf = write_conf(dir.path(), "zun.conf", &text);
         let log = dir.path().join("worker.log");
-        let mut w = StackWorker {
-            stack,
-            child: None,
-            host,
-            conf,
-            log,
-            dir,
-            starts: 0,
-        };
+        let mut w = StackWorker { stack, child: None, host, conf, log, dir, starts: 0 };
         eprintln!("[stack] starting worker {}", w.host);
         w.spawn();
         eprintln!("[stack] worker {} consuming; waiting for zun-api and Placement to know it", w.host);
@@ -460,15 +395,11 @@ impl<'a> StackWorker<'a> {
 
     /// Waits until zun-api lists this host and Placement has its provider.
     pub fn wait_schedulable(&self, timeout: Duration) -> String {
-        poll(
-            timeout,
-            &format!("host {} in zun-api and its Placement provider", self.host),
-            || {
-                let hosts = self.stack.try_os_json(&["appcontainer", "host", "list"]).ok()?;
-                hosts.as_array()?.iter().find(|h| h["hostname"] == self.host.as_str())?;
-                self.stack.provider_uuid(&self.host)
-            },
-        )
+        poll(timeout, &format!("host {} in zun-api and its Placement provider", self.host), || {
+            let hosts = self.stack.try_os_json(&["appcontainer", "host", "list"]).ok()?;
+            hosts.as_array()?.iter().find(|h| h["hostname"] == self.host.as_str())?;
+            self.stack.provider_uuid(&self.host)
+        })
     }
 
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
@@ -556,11 +487,9 @@ impl<'a> StackWorker<'a> {
 
     /// Waits until `show` fails with "not found" (the row is gone).
     pub fn wait_gone(&self, uuid: &str, timeout: Duration) {
-        poll(timeout, &format!("container {uuid} deleted"), || {
-            match self.stack.os(&["appcontainer", "show", uuid]) {
-                Err(e) if e.contains("not found") || e.contains("Not Found") || e.contains("404") => Some(()),
-                _ => None,
-            }
+        poll(timeout, &format!("container {uuid} deleted"), || match self.stack.os(&["appcontainer", "show", uuid]) {
+            Err(e) if e.contains("not found") || e.contains("Not Found") || e.contains("404") => Some(()),
+            _ => None,
         })
     }
 

@@ -7,9 +7,9 @@
 //! of failing or making a second container, and a claim already recorded for this host is
 //! not counted twice.
 use super::{docker_error, lifecycle, network, reason, Op};
-use crate::compute::network::RequestedNetwork;
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions};
+use crate::compute::network::RequestedNetwork;
 use crate::compute::populate;
 use crate::compute::{checks, claims};
 use crate::docker::RegistryCredentials;
@@ -370,11 +370,8 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
 /// standalone CLI sends none, zun-api always one).
 fn requested_networks(op: &Op) -> Result<Vec<RequestedNetwork>, crate::compute::network::NetworkError> {
     let Some(Value::Array(list)) = op.arg("requested_networks") else { return Ok(vec![]) };
-    let wanted: Vec<Value> = list
-        .iter()
-        .filter(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty()))
-        .cloned()
-        .collect();
+    let wanted: Vec<Value> =
+        list.iter().filter(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())).cloned().collect();
     RequestedNetwork::parse_list(Some(&Value::Array(wanted)))
 }
 
