@@ -16,4 +16,10 @@ bash scripts/conformance-venv.sh >/dev/null
 # the openstack tier: Keystone, Placement, Neutron, kuryr, zun-api and the CLI (tests/openstack_*)
 bash scripts/openstack.sh up
 # Benchmarks never run here (scripts/bench does); doc tests have nothing to run.
-cargo test --locked --no-fail-fast --lib --bins --tests "$@"
+# Build every test binary once, then run the binaries side by side (scripts/run-tests.py:
+# the suite mostly waits on real services; binaries that stop a shared service run alone).
+# Arguments go to every test binary (e.g. a name filter).
+build_json=$(mktemp)
+trap 'rm -f "$build_json"' EXIT
+cargo test --locked --no-run --lib --bins --tests --message-format=json-render-diagnostics >"$build_json"
+python3 scripts/run-tests.py "$build_json" "$@"

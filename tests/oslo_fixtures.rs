@@ -217,6 +217,9 @@ async fn real_manager(dir: &std::path::Path) -> std::sync::Arc<zun_compute_rs::c
         host,
         claims: tokio::sync::Mutex::new(()),
         disk_quota_supported: false,
+        keystone: None,
+        placement: None,
+        kuryr: None,
     });
     Arc::new(Manager::new(svc, Executor::new(2, Some(metrics))))
 }

@@ -5,7 +5,7 @@ use super::{docker_error, reason, Op};
 use crate::compute::network::{Attached, Kuryr, NetworkError, RequestedNetwork, Undo};
 use crate::docker::{DockerError, DockerErrorKind};
 use crate::openstack::UserToken;
-use crate::oslo::Container;
+use crate::oslo::{Container, TaskState};
 use crate::rpc::{MethodResult, RpcError};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
@@ -161,7 +161,7 @@ fn ignorable_disconnect(e: &DockerError) -> bool {
 
 /// The shape of zun's attach/detach/security group casts: event, task state, the work,
 /// the action finished; errors are recorded and answered.
-async fn network_op<F>(op: Op, action: &str, event: &str, task: &str, work: F) -> MethodResult
+async fn network_op<F>(op: Op, action: &str, event: &str, task: TaskState, work: F) -> MethodResult
 where
     F: for<'a> FnOnce(&'a Op, &'a mut Container) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), RpcError>> + Send + 'a>>,
 {
@@ -188,7 +188,7 @@ where
 pub async fn network_attach(op: Op) -> MethodResult {
     let k = kuryr(&op)?;
     let rq = RequestedNetwork::parse(op.arg("requested_network").unwrap_or(&Value::Null)).map_err(|e| rpc_error(&e))?;
-    network_op(op, "network_attach", "compute__do_network_attach", "network_attaching", move |op, c| {
+    network_op(op, "network_attach", "compute__do_network_attach", TaskState::NetworkAttaching, move |op, c| {
         Box::pin(async move {
             let mut addresses = c.get_json("addresses").and_then(|v| v.as_object().cloned()).unwrap_or_default();
             if addresses.contains_key(&rq.network) {
@@ -226,7 +226,7 @@ pub async fn network_detach(op: Op) -> MethodResult {
     if !crate::openstack::neutron::check_id(&net) {
         return Err(RpcError::invalid("invalid Neutron network id"));
     }
-    network_op(op, "network_detach", "compute__do_network_detach", "network_detaching", move |op, c| {
+    network_op(op, "network_detach", "compute__do_network_detach", TaskState::NetworkDetaching, move |op, c| {
         Box::pin(async move {
             let mut addresses = c.get_json("addresses").and_then(|v| v.as_object().cloned()).unwrap_or_default();
             let addrs = addresses.get(&net).and_then(Value::as_array).cloned().unwrap_or_default();
@@ -259,9 +259,9 @@ pub async fn security_group(op: Op, add: bool) -> MethodResult {
         return Err(RpcError::invalid("invalid security group"));
     }
     let (action, event, task) = if add {
-        ("add_security_group", "compute__add_security_group", "sg_adding")
+        ("add_security_group", "compute__add_security_group", TaskState::SgAdding)
     } else {
-        ("remove_security_group", "compute__remove_security_group", "sg_removing")
+        ("remove_security_group", "compute__remove_security_group", TaskState::SgRemoving)
     };
     network_op(op, action, event, task, move |op, c| {
         Box::pin(async move {
