@@ -374,6 +374,18 @@ async fn the_real_manager_survives_malformed_messages_and_handles_a_create() {
     data["disk"] = json!(0);
     let mut row = Container::from_value(&inner["args"]["container"]).unwrap();
     store.container_save(&mut row).await.expect("the row zun-api writes");
+    // The host's compute node, as the worker's inventory pass writes it, so the claim
+    // succeeds and the create reaches Docker (a failed claim would end in Error earlier).
+    let node = zun_compute_rs::store::ComputeNodeRecord {
+        hostname: "fuzz-node".into(),
+        mem_total: 1 << 20,
+        mem_free: 1 << 20,
+        mem_available: 1 << 20,
+        cpus: 64,
+        disk_total: 1 << 20,
+        ..Default::default()
+    };
+    store.compute_node_upsert(&node).await.expect("compute node");
     let body = json!({"oslo.version": "2.0", "oslo.message": inner.to_string()}).to_string().into_bytes();
     let mut good = Outcomes::default();
     settle_one(&d, &BodyMeta::oslo_default(), &body, &mut good).await;
