@@ -116,8 +116,9 @@ took
 
 NAME=zunrs-demo-$(date +%H%M%S)
 step "openstack appcontainer run --net network=$NET --host $HOST busybox"
-UUID=$(OS appcontainer run --host "$HOST" --net "network=$NET_ID" --name "$NAME" --image-pull-policy ifnotpresent \
-  busybox sh -c 'echo hello from zun-compute-rs; exec sleep 3600' -f value -c uuid)
+# -f/-c go before the image: everything after it is the container's command.
+UUID=$(OS appcontainer run -f value -c uuid --host "$HOST" --net "network=$NET_ID" --name "$NAME" \
+  --image-pull-policy ifnotpresent busybox sh -c 'echo hello from zun-compute-rs; exec sleep 3600')
 until_ok 120 "$NAME Running" bash -c "[ \"\$('$ZUNRS_OS_OPENSTACK_CLI' appcontainer show $UUID -f value -c status)\" = Running ]" \
   || { OS appcontainer show "$UUID" -c status -c status_reason; tail -n 30 "$DEMO/worker.log"; exit 1; }
 echo "   $UUID Running"
