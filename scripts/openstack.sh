@@ -460,7 +460,26 @@ cmd_up() {
     printf '  %-10s %-44s %6s ms\n' "$s" "started ($(port_of "$s"))" "$(ms_since "$t0")" >&2
   done
   write_env
+  if ok_kuryr && ok_client && ok_neutron; then prune_kuryr_networks; fi
   log "up in $(ms_since "$T0") ms; env file $OS/env.sh"
+}
+
+# Docker keeps a kuryr network after its Neutron network is gone (a test killed midway, a
+# reset Neutron); every one of them costs dockerd time at each start. Docker's list is read
+# before Neutron's, so a network being made right now is never taken for a stale one.
+prune_kuryr_networks() {
+  local t0 docker_nets neutron_nets n removed=0
+  t0=$(now_ns)
+  docker_nets=$(docker network ls --filter driver=kuryr --format '{{.Name}}' 2>/dev/null) || return 0
+  [ -n "$docker_nets" ] || return 0
+  neutron_nets=$( (. "$OS/env.sh" && "$OS/venv/client/bin/openstack" network list -f value -c ID) 2>/dev/null) \
+    || { log "cannot list Neutron networks: stale kuryr networks are left"; return 0; }
+  for n in $docker_nets; do
+    grep -qxF "$n" <<<"$neutron_nets" && continue
+    [ "$(docker network inspect "$n" --format '{{len .Containers}}' 2>/dev/null)" = 0 ] || continue
+    docker network rm "$n" >/dev/null 2>&1 && removed=$((removed + 1))
+  done
+  printf '  %-10s %-44s %6s ms\n' prune "$removed stale kuryr networks removed" "$(ms_since "$t0")" >&2
 }
 
 stop_one() {

@@ -27,6 +27,7 @@ DB_HOST=127.0.0.1
 DB_PORT=3306
 REGISTRY_ADDR=127.0.0.1:5000
 DOCKER_SOCK=/var/run/docker.sock
+KURYR_PORT=23750   # kuryr-libnetwork, started by scripts/openstack.sh
 IMAGE=busybox:latest
 REG_IMAGE=$REGISTRY_ADDR/busybox:latest
 RABBIT_ENV=/etc/rabbitmq/rabbitmq-env.conf
@@ -261,11 +262,27 @@ docker_up() {
     if ! grep -qE ' /sys/fs/cgroup[ /]' /proc/mounts; then
       die "no cgroup filesystem is mounted at /sys/fs/cgroup; dockerd cannot run containers"
     fi
+    # dockerd activates the kuryr plugin for every kuryr network it reloads and retries for
+    # 15 s each when kuryr is down (it is after a reboot: kuryr starts after dockerd, in
+    # scripts/openstack.sh). A stand-in answers in its place until dockerd is up.
+    local standin=""
+    if grep -qas kuryr /var/lib/docker/network/files/local-kv.db \
+      && ! curl -s -m 2 -o /dev/null -X POST "http://127.0.0.1:$KURYR_PORT/Plugin.Activate"; then
+      mkdir -p /etc/docker/plugins
+      echo "http://127.0.0.1:$KURYR_PORT" >/etc/docker/plugins/kuryr.spec
+      start_bg kuryr-standin python3 "$(dirname "${BASH_SOURCE[0]}")/openstack/kuryr-standin.py" "$KURYR_PORT"
+      standin=$(pid_of "$STATE/kuryr-standin.pid")
+      wait_for 10 kuryr-standin "$standin" \
+        curl -s -m 2 -o /dev/null -X POST "http://127.0.0.1:$KURYR_PORT/Plugin.Activate" \
+        || fail_with_log "$STATE/kuryr-standin.log" "the kuryr stand-in does not answer on $KURYR_PORT"
+    fi
     start_bg dockerd dockerd
     pid=$(pid_of "$STATE/dockerd.pid")
   fi
-  wait_for 60 dockerd "$pid" docker_ok \
-    || fail_with_log "$STATE/dockerd.log" "dockerd did not answer /_ping on $DOCKER_SOCK"
+  local rc=0
+  wait_for 60 dockerd "$pid" docker_ok || rc=$?
+  if [ -n "${standin:-}" ]; then stop_pid kuryr-standin "$STATE/kuryr-standin.pid" 10 >/dev/null; fi
+  [ "$rc" = 0 ] || fail_with_log "$STATE/dockerd.log" "dockerd did not answer /_ping on $DOCKER_SOCK"
   step_done "started pid $pid, log $STATE/dockerd.log"
 }
 
