@@ -235,14 +235,42 @@ impl Default for DockerSection {
     }
 }
 
-/// `[database]`
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// `[database]`: the connection and oslo.db's retry options (same names, same defaults).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DatabaseSection {
     /// zun's SQLAlchemy URL (`mysql+pymysql://...`); unset means the embedded SQLite store.
     pub connection: Option<Secret>,
     /// Where the embedded store lives (ours); default `$state_path/zun-compute-rs.sqlite`.
     pub sqlite_path: Option<String>,
+    /// Attempts to open the database at start-up; -1 = for ever (oslo.db: 10).
+    pub max_retries: i64,
+    /// Longest pause (s) between those attempts (oslo.db: 10, its fixed interval).
+    pub retry_interval: f64,
+    /// Retries of one operation after a deadlock, lock wait timeout or lost connection
+    /// (oslo.db: 20).
+    pub db_max_retries: i64,
+    /// The first pause (s) before such a retry (oslo.db: 1).
+    pub db_retry_interval: f64,
+    /// Double the pause after each retry (oslo.db: true).
+    pub db_inc_retry_interval: bool,
+    /// The longest pause (s) between such retries (oslo.db: 10).
+    pub db_max_retry_interval: f64,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        DatabaseSection {
+            connection: None,
+            sqlite_path: None,
+            max_retries: 10,
+            retry_interval: 10.0,
+            db_max_retries: 20,
+            db_retry_interval: 1.0,
+            db_inc_retry_interval: true,
+            db_max_retry_interval: 10.0,
+        }
+    }
 }
 
 /// `[compute]`

@@ -67,17 +67,43 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
             let _ = std::fs::create_dir_all(dir);
         }
     }
-    let store = Store::connect(settings.database.connection.as_ref().map(crate::config::Secret::expose), &path).await?;
+    let d = &settings.database;
+    let store = Store::connect(d.connection.as_ref().map(crate::config::Secret::expose), &path).await?.with_retry_policy(
+        crate::store::retry::RetryPolicy::from_options(d.db_max_retries, d.db_retry_interval, d.db_inc_retry_interval, d.db_max_retry_interval),
+    );
     store.check_schema().await?;
     tracing::info!(backend = store.backend(), "state store ready");
     Ok(store)
 }
 
-/// Calls `f` until it succeeds (exponential backoff with jitter, 0.5 s to 30 s), or
-/// returns `Ok(None)` when `stop` turns true first. An error `fatal` accepts (a
-/// configuration that can never work, such as TLS asked for and impossible) ends the wait.
+/// How long to wait for a dependency at start-up: pauses growing from 0.5 s (with jitter)
+/// up to `max_pause`, `attempts` tries in all (`None`: until it answers).
+#[derive(Debug, Clone, Copy)]
+struct StartupWait {
+    max_pause: Duration,
+    attempts: Option<usize>,
+}
+
+impl StartupWait {
+    /// Docker: for ever, pauses up to 30 s.
+    const FOREVER: StartupWait = StartupWait { max_pause: Duration::from_secs(30), attempts: None };
+
+    /// The database: `[database] max_retries` attempts (-1: for ever; oslo.db's count),
+    /// pauses up to `retry_interval` (oslo.db's fixed interval; we start shorter).
+    fn database(settings: &Settings) -> StartupWait {
+        let d = &settings.database;
+        let max_pause = Duration::try_from_secs_f64(d.retry_interval.clamp(0.0, 3600.0)).unwrap_or_default();
+        let attempts = (d.max_retries >= 0).then(|| d.max_retries.clamp(1, 1_000_000) as usize);
+        StartupWait { max_pause, attempts }
+    }
+}
+
+/// Calls `f` until it succeeds (as `wait` says), or returns `Ok(None)` when `stop` turns
+/// true first. An error `fatal` accepts (a configuration that can never work, such as TLS
+/// asked for and impossible) ends the wait, as does the last attempt.
 async fn retry_until_stopped<T, E, F, Fut>(
     what: &str,
+    wait: StartupWait,
     stop: &mut watch::Receiver<bool>,
     fatal: impl Fn(&E) -> bool,
     mut f: F,
@@ -89,10 +115,13 @@ where
 {
     use backon::Retryable;
     let delays = backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(500))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times();
+        .with_min_delay(Duration::from_millis(500).min(wait.max_pause))
+        .with_max_delay(wait.max_pause)
+        .with_jitter();
+    let delays = match wait.attempts {
+        Some(n) => delays.with_max_times(n.saturating_sub(1)),
+        None => delays.without_max_times(),
+    };
     let attempts = (|| f()).retry(delays).when(|e: &E| !fatal(e)).notify(|e: &E, wait: Duration| {
         tracing::warn!(dependency = what, error = %e, retry_in_ms = wait.as_millis() as u64, "not reachable at start-up; waiting for it");
     });
@@ -154,7 +183,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     // A connection URL that can never work (malformed, TLS files missing, TLS asked for
     // and impossible) is refused at once rather than waited for.
     let refused = |e: &StoreError| matches!(e, StoreError::BadUrl(_) | StoreError::Tls { .. });
-    let Some(store) = retry_until_stopped("database", &mut stop, refused, || open_store(&settings)).await? else {
+    let Some(store) = retry_until_stopped("database", StartupWait::database(&settings), &mut stop, refused, || open_store(&settings)).await? else {
         return Ok(());
     };
     let store = Arc::new(store);
@@ -164,7 +193,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         let info = docker.info().await?;
         Ok::<_, DockerError>((docker, info))
     };
-    let Some((docker, info)) = retry_until_stopped("docker", &mut stop, |_: &DockerError| false, connect).await? else {
+    let Some((docker, info)) = retry_until_stopped("docker", StartupWait::FOREVER, &mut stop, |_: &DockerError| false, connect).await? else {
         return Ok(());
     };
     let docker = Arc::new(docker);

@@ -232,7 +232,8 @@ pub async fn probe_health(svc: Arc<Services>, health: Arc<Health>, every: Durati
             _ = stop.changed() => return,
         }
         let docker = tokio::time::timeout(every, svc.docker.ping()).await.is_ok_and(|r| r.is_ok());
-        let db = tokio::time::timeout(every, svc.store.service_get(&svc.host, BINARY)).await.is_ok_and(|r| r.is_ok());
+        // One try, no retry: a store operation would wait the outage out.
+        let db = tokio::time::timeout(every, svc.store.ping()).await.is_ok_and(|r| r.is_ok());
         if docker != health.docker_ok.load(Ordering::Relaxed) || db != health.db_ok.load(Ordering::Relaxed) {
             tracing::info!(docker, database = db, "dependency health changed");
         }

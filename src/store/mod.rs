@@ -13,9 +13,17 @@
 //! DATETIMEs with whole seconds set by the writer (`created_at` on INSERT, `updated_at` on
 //! every UPDATE), JSON columns as Python `json.dumps` text, booleans 0/1, ORM defaults supplied
 //! on INSERT, `SELECT ... FOR UPDATE` before read-modify-write on MySQL (SQLite write
-//! transactions are `BEGIN IMMEDIATE`), deadlocks retried like oslo's `retry_on_deadlock`.
+//! transactions are `BEGIN IMMEDIATE`), deadlocks and lost connections retried like oslo.db's
+//! `wrap_db_retry` (`retry`: what is retried, the `[database] db_*` pauses). Every operation
+//! that writes several rows does so in one transaction: a failure (or a retry) never leaves
+//! half of it applied.
 //!
-//! Files: `url` (connection URLs), `sql` (backend dispatch), `schema` (required columns, DDL),
+//! A lost connection: the pool tests each connection before handing it out
+//! (`test_before_acquire`), so a restarted MariaDB costs the dead connections only; a new
+//! one is opened, waiting out "connection refused" up to the acquire timeout.
+//!
+//! Files: `url` (connection URLs), `sql` (backend dispatch), `retry` (retry classes and
+//! pauses), `schema` (required columns, DDL),
 //! `pyjson` (Python-compatible JSON text), `container` (row <-> object), `ops_*` (the
 //! operations, grouped by table).
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
@@ -33,6 +41,7 @@ mod ops_container;
 mod ops_misc;
 mod ops_service;
 pub mod pyjson;
+pub mod retry;
 pub mod schema;
 mod sql;
 pub mod url;
@@ -102,8 +111,12 @@ impl StoreError {
         StoreError::Db { table: table.to_string(), source }
     }
 
-    fn retryable(&self) -> bool {
-        matches!(self, StoreError::Db { source, .. } if sql::is_retryable(source))
+    /// Why a retry may cure this error (see [`retry`]), if it may.
+    pub fn retry_cause(&self) -> Option<retry::Cause> {
+        match self {
+            StoreError::Db { source, .. } => retry::cause(source),
+            _ => None,
+        }
     }
 }
 
@@ -142,6 +155,8 @@ pub struct Store {
     db: Db,
     /// Where the data lives, without credentials (for logs).
     target: String,
+    /// `[database] db_*`: how an operation is retried.
+    retry: retry::RetryPolicy,
 }
 
 impl Store {
@@ -162,6 +177,9 @@ impl Store {
                     .max_connections(10)
                     .min_connections(0)
                     .acquire_timeout(Duration::from_secs(30))
+                    // A connection MariaDB dropped (restart, wait_timeout) is found here and
+                    // replaced, not handed to an operation.
+                    .test_before_acquire(true)
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute("SET SESSION sql_mode = 'TRADITIONAL'").await?;
@@ -178,7 +196,7 @@ impl Store {
                     })?;
                 let shown = &display;
                 tracing::info!(db = %shown, "state store: MySQL");
-                Ok(Store { db: Db::My(pool), target: display })
+                Ok(Store { db: Db::My(pool), target: display, retry: retry::RetryPolicy::default() })
             }
             url::DbTarget::Sqlite(path) => Self::open_sqlite(&path).await,
         }
@@ -204,7 +222,18 @@ impl Store {
         sqlx::raw_sql(schema::SQLITE_DDL).execute(&pool).await.map_err(|source| StoreError::Connect { target: display.clone(), source })?;
         let shown = &display;
         tracing::info!(db = %shown, "state store: SQLite");
-        Ok(Store { db: Db::Lite(pool), target: display })
+        Ok(Store { db: Db::Lite(pool), target: display, retry: retry::RetryPolicy::default() })
+    }
+
+    /// Sets how operations are retried (`[database] db_*`; oslo.db's defaults until then).
+    pub fn with_retry_policy(mut self, policy: retry::RetryPolicy) -> Store {
+        self.retry = policy;
+        self
+    }
+
+    /// One `SELECT 1`, not retried: is the database answering now? (Readiness.)
+    pub async fn ping(&self) -> Result<()> {
+        self.db.fetch("SELECT 1", &[], &[sql::Kind::Int]).await.map(|_| ()).map_err(|e| StoreError::db("(ping)", e))
     }
 
     /// `mysql` or `sqlite`.
@@ -251,24 +280,31 @@ impl Store {
         self.db.close().await
     }
 
-    /// Runs `op`, retrying on deadlock / lock timeout / SQLite busy, like oslo.db's
-    /// `retry_on_deadlock` (a handful of attempts with a short growing pause).
+    /// Runs `op`, and again after a deadlock, a lock wait timeout, SQLite busy or a lost
+    /// connection, with oslo.db's pauses (`[database] db_*`, see [`retry`]). `op` must be
+    /// the whole operation: a transaction it began is rolled back when it fails.
     pub(crate) async fn retrying<T, F, Fut>(&self, mut op: F) -> Result<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T>>,
     {
         use backon::Retryable;
-        let pauses = backon::ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(20))
-            .with_max_delay(Duration::from_millis(200))
-            .with_jitter()
-            .with_max_times(8);
-        (|| op())
-            .retry(pauses)
-            .when(StoreError::retryable)
-            .notify(|e, pause| tracing::debug!(error = %e, retry_in_ms = pause.as_millis() as u64, "database deadlock/busy; retrying"))
-            .await
+        let target = &self.target;
+        let out = (|| op())
+            .retry(self.retry.backoff())
+            .when(|e: &StoreError| e.retry_cause().is_some())
+            .notify(|e, pause| match e.retry_cause() {
+                Some(retry::Cause::Disconnect) => tracing::warn!(db = %target, error = %e, retry_in_ms = pause.as_millis() as u64,
+                    "database connection lost or refused; retrying"),
+                _ => tracing::debug!(error = %e, retry_in_ms = pause.as_millis() as u64, "database deadlock/busy; retrying"),
+            })
+            .await;
+        if let Err(e) = &out {
+            if e.retry_cause().is_some() {
+                tracing::warn!(db = %target, error = %e, retries = self.retry.max_retries, "database operation failed after every retry");
+            }
+        }
+        out
     }
 }
 

@@ -163,11 +163,20 @@ impl Tx {
         }
     }
 
+    /// Commits. A connection lost during the COMMIT leaves its outcome unknown: that is
+    /// reported as [`sqlx::Error::Protocol`], which is never retried (a retry could apply
+    /// the transaction twice).
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        match self {
+        let r = match self {
             Tx::My(t) => t.commit().await,
             Tx::Lite(t) => t.commit().await,
-        }
+        };
+        r.map_err(|e| match super::retry::cause(&e) {
+            Some(super::retry::Cause::Disconnect) => {
+                sqlx::Error::Protocol(format!("the connection was lost during COMMIT, whether it applied is unknown: {e}"))
+            }
+            _ => e,
+        })
     }
 }
 
@@ -266,20 +275,6 @@ fn decode_lite(r: &SqliteRow, kinds: &[Kind]) -> Result<Vec<Val>, sqlx::Error> {
 /// round-trips the single-precision value (0.1f32 → 0.1, not 0.10000000149011612).
 pub fn f32_as_python(f: f32) -> f64 {
     f.to_string().parse::<f64>().unwrap_or(f as f64)
-}
-
-/// True for errors a retry can cure: MySQL deadlock (1213) / lock wait timeout (1205),
-/// SQLite busy/locked.
-pub fn is_retryable(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(db) => {
-            if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-                return matches!(my.number(), 1213 | 1205);
-            }
-            matches!(db.code().as_deref(), Some("5") | Some("6") | Some("517") | Some("261"))
-        }
-        _ => false,
-    }
 }
 
 /// True for unique-key violations on either backend.

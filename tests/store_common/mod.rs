@@ -170,7 +170,8 @@ impl TestDb {
         }
     }
 
-    fn mysql_db_url(&self) -> String {
+    /// `mysql://root@host:port/<this database>` (MariaDB only).
+    pub fn mysql_db_url(&self) -> String {
         format!("{}/{}", mysql_server_url().trim_end_matches('/'), self.mysql_name.as_deref().unwrap_or(""))
     }
 
