@@ -242,4 +242,86 @@ async fn ten_workers_spread_over_the_nodes() {
     }
     println!("SPREAD {per_port:?} (10 workers started in {:.1} s)", started.elapsed().as_secs_f64());
     assert!(per_port.values().all(|n| *n < 10), "all ten workers on one node: {per_port:?}");
+    routing_over_ten_hosts(&workers).await;
+}
+
+/// An admin request context with the given request id.
+fn ctx(request_id: &str) -> zun_compute_rs::oslo::RequestContext {
+    let mut m = serde_json::Map::new();
+    m.insert("is_admin".into(), json!(true));
+    m.insert("request_id".into(), json!(request_id));
+    m.insert("roles".into(), json!(["admin"]));
+    m.insert("project_id".into(), json!("6a3b4d0c5e8f4f7e9b1a2c3d4e5f6a7b"));
+    zun_compute_rs::oslo::RequestContext::new(m)
+}
+
+/// Ten hosts on one cluster: casts to `zun-compute.<host>` reach that host only, casts to
+/// the shared `zun-compute` topic reach exactly one worker each, and a fanout cast
+/// reaches all ten. The casts are `image_search` of a private registry, which the
+/// worker refuses at once (no Docker, no database): each shows in the handling worker's
+/// log by its request id.
+async fn routing_over_ten_hosts(workers: &[Worker]) {
+    use std::sync::Arc;
+    use zun_compute_rs::amqp::{client::RpcClient, AmqpSettings};
+    let settings = zun_compute_rs::config::Settings::load(&[&workers[0].conf], std::iter::empty()).expect("worker conf");
+    let client = RpcClient::connect(Arc::new(AmqpSettings::from_config(&settings).expect("amqp settings"))).await.expect("client");
+    let args = || {
+        let mut a = serde_json::Map::new();
+        a.insert("image".into(), json!("registry.invalid:5000/nothing"));
+        a.insert("exact_match".into(), json!(false));
+        a
+    };
+    const PER_HOST: usize = 5;
+    let started = Instant::now();
+    let mut own: Vec<Vec<String>> = Vec::new();
+    for w in workers {
+        let ids: Vec<String> = (0..PER_HOST).map(|_| format!("req-{}", uuid::Uuid::new_v4())).collect();
+        for id in &ids {
+            client.cast(&ctx(id), Some(&w.host), "image_search", args()).await.expect("cast to a host");
+        }
+        own.push(ids);
+    }
+    let shared: Vec<String> = (0..workers.len()).map(|_| format!("req-{}", uuid::Uuid::new_v4())).collect();
+    for id in &shared {
+        client.cast(&ctx(id), None, "image_search", args()).await.expect("cast to the topic");
+    }
+    let fanout = format!("req-{}", uuid::Uuid::new_v4());
+    client.fanout_cast(&ctx(&fanout), "image_search", args()).await.expect("fanout cast");
+    // Every worker handled its own casts and the fanout copy.
+    for (w, ids) in workers.iter().zip(&own) {
+        wait_for(Duration::from_secs(60), &format!("{} to handle its casts and the fanout", w.host), || {
+            let log = w.log_text();
+            let done = ids.iter().chain(std::iter::once(&fanout)).all(|id| log.contains(id.as_str()));
+            async move { done.then_some(()) }
+        })
+        .await;
+    }
+    // The shared-topic casts: each handled by exactly one worker.
+    wait_for(Duration::from_secs(60), "the topic casts to be handled", || {
+        let logs: Vec<String> = workers.iter().map(Worker::log_text).collect();
+        let done = shared.iter().all(|id| logs.iter().any(|l| l.contains(id.as_str())));
+        async move { done.then_some(()) }
+    })
+    .await;
+    println!("ROUTING: {} host casts, {} topic casts and 1 fanout handled in {:.1} s", PER_HOST * workers.len(), shared.len(), started.elapsed().as_secs_f64());
+    let logs: Vec<String> = workers.iter().map(Worker::log_text).collect();
+    for (i, (w, log)) in workers.iter().zip(&logs).enumerate() {
+        for (j, ids) in own.iter().enumerate() {
+            for id in ids {
+                let n = log.matches(id.as_str()).count();
+                if i == j {
+                    assert!(n >= 1, "{}: its own cast {id} not handled", w.host);
+                } else {
+                    assert_eq!(n, 0, "{} handled {id}, a cast to {}", w.host, workers[j].host);
+                }
+            }
+        }
+    }
+    let mut topic_spread = Vec::new();
+    for id in &shared {
+        let handlers: Vec<usize> = logs.iter().enumerate().filter(|(_, l)| l.contains(id.as_str())).map(|(i, _)| i).collect();
+        assert_eq!(handlers.len(), 1, "topic cast {id} handled by workers {handlers:?}");
+        topic_spread.push(handlers[0]);
+    }
+    println!("ROUTING: topic casts handled by workers {topic_spread:?}");
 }

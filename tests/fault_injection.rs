@@ -875,3 +875,108 @@ async fn dockerd_restart_mid_stream_every_container_settles() {
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// MariaDB answers a plain query over TCP.
+fn db_up() -> bool {
+    Command::new("mariadb")
+        .args(["--protocol=tcp", "-h", "127.0.0.1", "-u", "root", "--connect-timeout=2", "-N", "-e", "SELECT 1"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// Stops MariaDB the way `scripts/services.sh stop` does (SIGTERM to its pid, wait until
+/// it is gone and reaped).
+fn mariadb_stop() {
+    let pid = std::fs::read_to_string(format!("{STATE_DIR}/mariadb.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|p| pid_alive(*p))
+        .or_else(|| {
+            let out = Command::new("pgrep").args(["-x", "mariadbd"]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+        })
+        .expect("no mariadbd pid");
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while pid_alive(pid) {
+        assert!(Instant::now() < deadline, "mariadbd {pid} did not stop in 90 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(Instant::now() < deadline, "mariadbd {pid} was not reaped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The worker's `zun_service.report_count` (None while the database does not answer).
+fn report_count(w: &Worker) -> Option<i64> {
+    let out = Command::new("mariadb")
+        .args(["--protocol=tcp", "-h", "127.0.0.1", "-u", "root", "--connect-timeout=2", "-N", "-B", &w.db.name, "-e"])
+        .arg(format!("SELECT report_count FROM zun_service WHERE host = '{}' AND `binary` = 'zun-compute'", w.host))
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+/// MariaDB stopped in the middle of the stream and started again. The worker's
+/// operations meet lost connections and refused connects: they are retried (oslo.db's
+/// `db_*` pauses, defaults) and finish once the database is back. Every create the client
+/// could send (its own row insert needs the database too) ends Running, or Error with a
+/// reason; none is lost or stuck, nothing runs twice; `/readyz` says `database false`
+/// while it is down and is ready again after; the heartbeat resumes; the worker never
+/// exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_restart_mid_stream_every_create_settles() {
+    let _lock = fault_lock();
+    let _restore = Restore;
+    let name = "MariaDB restart";
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let extra = format!("[admin]\nlisten = 127.0.0.1:{port}\n");
+    let mut heartbeat_before = 0;
+    let mut run = scenario(name, "periodic_interval_max = 2\n", &extra, SHAPE, |w, progress| {
+        assert_eq!(readyz(port).0, 200, "ready before the fault: {:?}", readyz(port));
+        heartbeat_before = report_count(w).expect("report_count before the fault");
+        mariadb_stop();
+        println!("  MariaDB down at {:.1} s", t());
+        // Readiness says so, and the stream meets the outage for a while.
+        let at_stop = progress.load(Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(w.alive(), "the worker exited while MariaDB was down");
+            let (code, body) = readyz(port);
+            if code == 503 && body.contains("database false") && progress.load(Ordering::SeqCst) >= at_stop + 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "readiness: {code} {body}; operations sent {}", progress.load(Ordering::SeqCst));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("  /readyz 503 (database false) at {:.1} s", t());
+        assert!(services_up(), "MariaDB did not come back");
+        assert!(db_up());
+        println!("  MariaDB back at {:.1} s", t());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while readyz(port).0 != 200 {
+            assert!(Instant::now() < deadline, "not ready again after MariaDB came back: {:?}", readyz(port));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        println!("  ready again at {:.1} s", t());
+    })
+    .await;
+    let (c, d) = (&run.verdict.creates, &run.verdict.deletes);
+    assert!(run.w.alive(), "{name}: the worker exited");
+    assert_eq!(c.lost + d.lost, 0, "{name}: lost operations");
+    assert_eq!(c.duplicated + d.duplicated, 0, "{name}: duplicated effects");
+    assert_eq!(c.stuck_creating, 0, "{name}: containers stuck in Creating");
+    assert!(c.sent >= 50, "{name}: the client could send only {} creates", c.sent);
+    assert_eq!(c.sent, c.completed + c.error, "{name}: every create sent ended Running or Error with a reason");
+    println!("{name}: {} creates sent ({} not sent while the database was down): {} Running, {} Error", c.sent, c.not_sent, c.completed, c.error);
+    // The heartbeat resumed: report_count moves on after the outage.
+    let after = report_count(&run.w).expect("report_count after");
+    wait_for(Duration::from_secs(30), "the heartbeat to resume", || {
+        let now = report_count(&run.w);
+        async move { now.filter(|n| *n > after && *n > heartbeat_before).map(|_| ()) }
+    })
+    .await;
+    let retried = run.w.log_text().matches("database connection lost or refused; retrying").count();
+    println!("  worker log: {retried} database retries after a lost connection");
+}

@@ -100,6 +100,19 @@ impl RpcClient {
         self.publish(server, &body, None).await
     }
 
+    /// A fanout cast (oslo `prepare(fanout=True).cast`): published to the exchange
+    /// `<topic>_fanout`, which every server of the topic has declared and bound its own
+    /// fanout queue to; each server gets a copy.
+    pub async fn fanout_cast(&self, ctx: &RequestContext, method: &str, args: Map<String, Value>) -> Result<(), AmqpError> {
+        let body = self.message(ctx, method, args, None);
+        let exchange = format!("{}_fanout", self.settings.topic);
+        self.ch
+            .basic_publish(ShortString::from(exchange.as_str()), ShortString::from(""), BasicPublishOptions::default(), &body, oslo_properties(None))
+            .await?
+            .await?;
+        Ok(())
+    }
+
     /// A call: waits for the reply with `ending: true` (heartbeats are skipped).
     pub async fn call(
         &self,
