@@ -69,7 +69,12 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
     }
     let d = &settings.database;
     let store = Store::connect(d.connection.as_ref().map(crate::config::Secret::expose), &path).await?.with_retry_policy(
-        crate::store::retry::RetryPolicy::from_options(d.db_max_retries, d.db_retry_interval, d.db_inc_retry_interval, d.db_max_retry_interval),
+        crate::store::retry::RetryPolicy::from_options(
+            d.db_max_retries,
+            d.db_retry_interval,
+            d.db_inc_retry_interval,
+            d.db_max_retry_interval,
+        ),
     );
     store.check_schema().await?;
     tracing::info!(backend = store.backend(), "state store ready");
@@ -183,7 +188,9 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     // A connection URL that can never work (malformed, TLS files missing, TLS asked for
     // and impossible) is refused at once rather than waited for.
     let refused = |e: &StoreError| matches!(e, StoreError::BadUrl(_) | StoreError::Tls { .. });
-    let Some(store) = retry_until_stopped("database", StartupWait::database(&settings), &mut stop, refused, || open_store(&settings)).await? else {
+    let Some(store) =
+        retry_until_stopped("database", StartupWait::database(&settings), &mut stop, refused, || open_store(&settings)).await?
+    else {
         return Ok(());
     };
     let store = Arc::new(store);
@@ -193,7 +200,8 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         let info = docker.info().await?;
         Ok::<_, DockerError>((docker, info))
     };
-    let Some((docker, info)) = retry_until_stopped("docker", StartupWait::FOREVER, &mut stop, |_: &DockerError| false, connect).await? else {
+    let Some((docker, info)) = retry_until_stopped("docker", StartupWait::FOREVER, &mut stop, |_: &DockerError| false, connect).await?
+    else {
         return Ok(());
     };
     let docker = Arc::new(docker);

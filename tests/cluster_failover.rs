@@ -303,7 +303,12 @@ async fn routing_over_ten_hosts(workers: &[Worker]) {
         async move { done.then_some(()) }
     })
     .await;
-    println!("ROUTING: {} host casts, {} topic casts and 1 fanout handled in {:.1} s", PER_HOST * workers.len(), shared.len(), started.elapsed().as_secs_f64());
+    println!(
+        "ROUTING: {} host casts, {} topic casts and 1 fanout handled in {:.1} s",
+        PER_HOST * workers.len(),
+        shared.len(),
+        started.elapsed().as_secs_f64()
+    );
     let logs: Vec<String> = workers.iter().map(Worker::log_text).collect();
     for (i, (w, log)) in workers.iter().zip(&logs).enumerate() {
         for (j, ids) in own.iter().enumerate() {

@@ -969,7 +969,10 @@ async fn mariadb_restart_mid_stream_every_create_settles() {
     assert_eq!(c.stuck_creating, 0, "{name}: containers stuck in Creating");
     assert!(c.sent >= 50, "{name}: the client could send only {} creates", c.sent);
     assert_eq!(c.sent, c.completed + c.error, "{name}: every create sent ended Running or Error with a reason");
-    println!("{name}: {} creates sent ({} not sent while the database was down): {} Running, {} Error", c.sent, c.not_sent, c.completed, c.error);
+    println!(
+        "{name}: {} creates sent ({} not sent while the database was down): {} Running, {} Error",
+        c.sent, c.not_sent, c.completed, c.error
+    );
     // The heartbeat resumed: report_count moves on after the outage.
     let after = report_count(&run.w).expect("report_count after");
     wait_for(Duration::from_secs(30), "the heartbeat to resume", || {

@@ -107,7 +107,13 @@ impl RpcClient {
         let body = self.message(ctx, method, args, None);
         let exchange = format!("{}_fanout", self.settings.topic);
         self.ch
-            .basic_publish(ShortString::from(exchange.as_str()), ShortString::from(""), BasicPublishOptions::default(), &body, oslo_properties(None))
+            .basic_publish(
+                ShortString::from(exchange.as_str()),
+                ShortString::from(""),
+                BasicPublishOptions::default(),
+                &body,
+                oslo_properties(None),
+            )
             .await?
             .await?;
         Ok(())
