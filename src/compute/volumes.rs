@@ -4,15 +4,19 @@
 //! into the Docker container (`_get_binds`), and detached on delete or failure.
 //!
 //! Providers: `local` (the request's base64 contents written to
-//! `<volume_dir>/<volume uuid>/<volume uuid>`, bound as a file) and `cinder` (not yet on
-//! this branch: refused with a clear reason). Host paths come only from
+//! `<volume_dir>/<volume uuid>/<volume uuid>`, bound as a file) and `cinder` (reserve,
+//! initialize_connection with this host's connector, a connector chosen by the
+//! connection's `driver_volume_type` (`local` here), mkfs when empty, mount on
+//! `<volume_dir>/<volume uuid>`, `connection_info` recorded, os-attach; detach closes all
+//! of it, terminate_connection included). Host paths come only from
 //! [`crate::host::MountPoints`], from the volume row's uuid, never from the wire.
 use super::mapping::VolumeBind;
 use super::ops::Op;
-use crate::host::{mounts::is_uuid, HostError, MountPoints};
+use crate::host::{mounts::check_device, mounts::is_uuid, HostError, MountPoints};
+use crate::openstack::{cinder::Cinder, Auth, OpenStackError, Service};
 use crate::store::{NewVolumeMapping, StoreError, VolumeMappingRow};
 use base64::Engine;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// The largest local volume content accepted (decoded bytes).
 pub const MAX_LOCAL_CONTENTS: usize = 16 * 1024 * 1024;
@@ -27,8 +31,14 @@ pub enum VolumeError {
     NotAvailable(u64),
     #[error("Volumes cannot be successfully deleted after {0} seconds")]
     NotDeleted(u64),
-    #[error("Cinder volumes are not supported by zun-compute-rs yet: volume {0}")]
-    CinderNotConfigured(String),
+    #[error("Cinder volumes need [keystone_auth]: this zun-compute-rs has no OpenStack configured")]
+    CinderNotConfigured,
+    #[error("Volume {0} could not be found.")]
+    NotFound(String),
+    #[error("Volume connection failed: {0}")]
+    Connection(String),
+    #[error("{0}")]
+    OpenStack(#[from] OpenStackError),
     #[error("{0}")]
     Host(#[from] HostError),
     #[error("{0}")]
@@ -42,7 +52,8 @@ impl VolumeError {
         match self {
             VolumeError::Invalid(_) | VolumeError::Unsupported(_) => RpcError::invalid(self.to_string()),
             VolumeError::NotAvailable(_) | VolumeError::NotDeleted(_) => RpcError::conflict(self.to_string()),
-            VolumeError::CinderNotConfigured(_) => RpcError::not_supported(self.to_string()),
+            VolumeError::CinderNotConfigured => RpcError::not_supported(self.to_string()),
+            VolumeError::NotFound(_) => RpcError::internal(self.to_string()),
             _ => RpcError::internal(self.to_string()),
         }
     }
@@ -175,15 +186,15 @@ fn provider_of(m: &VolumeMappingRow) -> Result<Provider, VolumeError> {
     Provider::parse(&m.volume.volume_provider)
 }
 
-/// zun's `_wait_for_volumes_available`: local volumes are available at once.
+/// zun's `_wait_for_volumes_available`: local volumes are available at once, Cinder
+/// volumes when `available` (or `in-use` and multiattach) within `[volume]
+/// timeout_wait_volume_available`; on failure the `auto_remove` ones are deleted.
 pub async fn wait_available(op: &Op, reqs: &[VolumeRequest]) -> Result<(), VolumeError> {
-    for r in reqs {
-        if r.provider == Provider::Cinder {
-            let _ = op;
-            return Err(VolumeError::CinderNotConfigured(r.cinder_volume_id.clone().unwrap_or_default()));
-        }
+    let res = cinder_wait_available(op, reqs).await;
+    if res.is_err() {
+        delete_auto_remove(op, reqs).await;
     }
-    Ok(())
+    res
 }
 
 /// zun's `_attach_volumes`: a `volume_mapping` row per request, then the driver's attach.
@@ -206,6 +217,9 @@ pub async fn attach_all(op: &Op, container_uuid: &str, reqs: &[VolumeRequest]) -
         tracing::info!(container = container_uuid, volume = %row.volume.uuid, provider = %row.volume.volume_provider, "attaching volume");
         if let Err(e) = attach_one(op, &row).await {
             tracing::warn!(container = container_uuid, volume = %row.volume.uuid, error = %e, "attaching the volume failed");
+            if r.auto_remove {
+                delete_auto_remove(op, std::slice::from_ref(r)).await;
+            }
             if let Err(d) = op.svc.store.volume_mapping_destroy(&row.uuid, row.volume.id).await {
                 tracing::warn!(container = container_uuid, error = %d, "could not remove the volume mapping");
             }
@@ -222,7 +236,7 @@ async fn attach_one(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
             mounts(op).write_local(&m.volume.uuid, &contents).await?;
             Ok(())
         }
-        Provider::Cinder => Err(VolumeError::CinderNotConfigured(m.volume.cinder_volume_id.clone().unwrap_or_default())),
+        Provider::Cinder => cinder_attach(op, m).await,
     }
 }
 
@@ -272,7 +286,22 @@ pub async fn detach_all(op: &Op, container_uuid: &str, reraise: bool) -> Result<
                 }
             }
         }
+        // zun deletes an auto_remove volume only when this was its last mapping.
+        let last_of_cinder_volume = match m.volume.cinder_volume_id.as_deref() {
+            Some(id) => op.svc.store.volume_mappings_of_cinder_volume(id).await?.len() == 1,
+            None => false,
+        };
         op.svc.store.volume_mapping_destroy(&m.uuid, m.volume.id).await?;
+        if m.volume.auto_remove == Some(true) && last_of_cinder_volume && provider_of(&m)? == Provider::Cinder {
+            let id = m.volume.cinder_volume_id.clone().unwrap_or_default();
+            tracing::info!(container = container_uuid, volume = %id, "deleting the auto_remove volume");
+            if let Err(e) = cinder_delete_and_wait(op, &id).await {
+                tracing::warn!(container = container_uuid, volume = %id, error = %e, "deleting the auto_remove volume failed");
+                if reraise {
+                    return Err(e);
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -280,7 +309,206 @@ pub async fn detach_all(op: &Op, container_uuid: &str, reraise: bool) -> Result<
 async fn detach_one(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
     match provider_of(m)? {
         Provider::Local => Ok(mounts(op).remove(&m.volume.uuid).await?),
-        Provider::Cinder => Err(VolumeError::CinderNotConfigured(m.volume.cinder_volume_id.clone().unwrap_or_default())),
+        Provider::Cinder => cinder_detach(op, m).await,
+    }
+}
+
+// ------------------------------------------------------------------------------ Cinder
+
+/// Cinder through the worker's Keystone session and `[cinder_client]`.
+fn cinder(op: &Op) -> Result<Cinder, VolumeError> {
+    let session = op.svc.keystone.as_ref().ok_or(VolumeError::CinderNotConfigured)?;
+    Ok(Cinder::new(session.client(Service::Cinder, &op.svc.settings.cinder_client)?))
+}
+
+/// The calls go with the service's token (`[keystone_auth]`, admin): a user token in an
+/// RPC context may expire during a wait, and the service's is renewed.
+const AUTH: Auth<'static> = Auth::Service;
+
+/// os-brick's `get_connector_properties` for this host (no iSCSI initiator, no multipath).
+fn connector_properties(op: &Op) -> Value {
+    let ip = op.svc.settings.default.my_ip.clone().unwrap_or_else(|| "127.0.0.1".into());
+    json!({
+        "platform": std::env::consts::ARCH, "os_type": std::env::consts::OS, "ip": ip, "host": op.svc.host,
+        "multipath": false, "enforce_multipath": true, "do_local_attach": false,
+    })
+}
+
+/// A connector for a connection's `driver_volume_type` (os-brick's `InitiatorConnector`):
+/// `local` here; iSCSI, RBD, NVMe-oF and the others answer a clear error.
+trait VolumeConnector {
+    /// Makes the device appear; returns its path.
+    fn connect(&self, data: &Value) -> Result<String, VolumeError>;
+    fn disconnect(&self, data: &Value) -> Result<(), VolumeError>;
+}
+
+/// os-brick's `LocalConnector`: the device is already on this host at `device_path`.
+struct LocalConnector;
+
+impl VolumeConnector for LocalConnector {
+    fn connect(&self, data: &Value) -> Result<String, VolumeError> {
+        let path = data
+            .get("device_path")
+            .and_then(Value::as_str)
+            .ok_or_else(|| VolumeError::Connection("no device_path in the local connection".into()))?;
+        check_device(path)?;
+        if !std::path::Path::new(path).exists() {
+            return Err(VolumeError::Connection(format!("device {path} does not exist on this host")));
+        }
+        Ok(path.to_string())
+    }
+    fn disconnect(&self, _data: &Value) -> Result<(), VolumeError> {
+        Ok(())
+    }
+}
+
+fn connector_for(conn: &Value) -> Result<Box<dyn VolumeConnector + Send + Sync>, VolumeError> {
+    match conn.get("driver_volume_type").and_then(Value::as_str).unwrap_or("") {
+        "local" => Ok(Box::new(LocalConnector)),
+        other => Err(VolumeError::Connection(format!(
+            "volume connection type '{}' is not supported by zun-compute-rs (supported: local)",
+            other.chars().take(32).collect::<String>()
+        ))),
+    }
+}
+
+async fn cinder_wait_available(op: &Op, reqs: &[VolumeRequest]) -> Result<(), VolumeError> {
+    let wanted: Vec<&str> = reqs.iter().filter(|r| r.provider == Provider::Cinder).filter_map(|r| r.cinder_volume_id.as_deref()).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let cinder = cinder(op)?;
+    let timeout = op.svc.conf.volume.wait_available;
+    let deadline = tokio::time::Instant::now() + timeout;
+    for id in wanted {
+        loop {
+            let vol = cinder.get(AUTH, id).await?.ok_or_else(|| VolumeError::NotFound(id.to_string()))?;
+            let available = vol.status == "available" || (vol.status == "in-use" && vol.multiattach);
+            if available {
+                break;
+            }
+            if vol.status == "error" || tokio::time::Instant::now() >= deadline {
+                tracing::warn!(volume = id, status = %vol.status, "the volume is not available");
+                return Err(VolumeError::NotAvailable(timeout.as_secs()));
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+    Ok(())
+}
+
+/// How often Cinder is asked while waiting.
+const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// zun's `_wait_for_volumes_available` failure: `auto_remove` volumes are deleted.
+async fn delete_auto_remove(op: &Op, reqs: &[VolumeRequest]) {
+    for r in reqs.iter().filter(|r| r.provider == Provider::Cinder && r.auto_remove) {
+        let Some(id) = r.cinder_volume_id.as_deref() else { continue };
+        match cinder(op) {
+            Ok(c) => {
+                if let Err(e) = c.delete(AUTH, id).await {
+                    tracing::warn!(volume = id, error = %e, "could not delete the auto_remove volume");
+                }
+            }
+            Err(e) => tracing::warn!(volume = id, error = %e, "could not delete the auto_remove volume"),
+        }
+    }
+}
+
+/// `CinderWorkflow.attach_volume` + `_mount_device`; every step undone on failure.
+async fn cinder_attach(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
+    let id = m.volume.cinder_volume_id.clone().ok_or_else(|| VolumeError::Invalid("a cinder volume without cinder_volume_id".into()))?;
+    let container_uuid = m.container_uuid.clone().unwrap_or_default();
+    let cinder = cinder(op)?;
+    let connector = connector_properties(op);
+    cinder.reserve(AUTH, &id).await?;
+    let attached: Result<(String, Value), VolumeError> = async {
+        let mut conn = cinder.initialize_connection(AUTH, &id, &connector).await?;
+        let brick = connector_for(&conn)?;
+        let device = match brick.connect(&conn["data"]) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = cinder.terminate_connection(AUTH, &id, &connector).await;
+                return Err(e);
+            }
+        };
+        conn["data"]["device_path"] = json!(device);
+        // Saved before os-attach: a detach right after needs it (zun's note).
+        op.svc.store.volume_set_connection_info(m.volume.id, Some(&crate::oslo::pyjson::to_python_json(&conn))).await?;
+        if let Err(e) = cinder.attach(AUTH, &id, &container_uuid, &device, &op.svc.host).await {
+            let _ = brick.disconnect(&conn["data"]);
+            let _ = cinder.terminate_connection(AUTH, &id, &connector).await;
+            let _ = cinder.detach(AUTH, &id, None).await;
+            return Err(e.into());
+        }
+        Ok((device, conn))
+    }
+    .await;
+    let (device, _conn) = match attached {
+        Ok(x) => x,
+        Err(e) => {
+            let _ = cinder.unreserve(AUTH, &id).await;
+            return Err(e);
+        }
+    };
+    tracing::info!(volume = %id, device = %device, "volume connected; mounting it");
+    if let Err(e) = mounts(op).mount_device(&device, &m.volume.uuid, &op.svc.conf.volume.fstype).await {
+        tracing::warn!(volume = %id, error = %e, "mounting the device failed; detaching the volume");
+        let _ = mounts(op).remove(&m.volume.uuid).await;
+        if let Err(d) = cinder_detach_volume(op, &cinder, m, &id).await {
+            tracing::warn!(volume = %id, error = %d, "detaching after the failed mount failed");
+        }
+        return Err(e.into());
+    }
+    Ok(())
+}
+
+/// `Cinder.detach`: unmount, remove the mount point, then Cinder's detach.
+async fn cinder_detach(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
+    let id = m.volume.cinder_volume_id.clone().ok_or_else(|| VolumeError::Invalid("a cinder volume without cinder_volume_id".into()))?;
+    let mp = mounts(op);
+    mp.unmount(&m.volume.uuid).await?;
+    mp.remove(&m.volume.uuid).await?;
+    let cinder = cinder(op)?;
+    cinder_detach_volume(op, &cinder, m, &id).await
+}
+
+/// `CinderWorkflow.detach_volume`, closing what the attach opened: begin_detaching,
+/// disconnect the device, **terminate_connection** (zun 18 skips it), os-detach of this
+/// container's attachment.
+async fn cinder_detach_volume(op: &Op, cinder: &Cinder, m: &VolumeMappingRow, id: &str) -> Result<(), VolumeError> {
+    cinder.begin_detaching(AUTH, id).await?;
+    // Another container on this host still using the volume keeps the connection.
+    let container_uuid = m.container_uuid.clone().unwrap_or_default();
+    let others = op.svc.store.volume_mappings_of_cinder_volume(id).await?.into_iter().filter(|x| x.uuid != m.uuid).count();
+    if others == 0 {
+        if let Some(conn) = m.volume.connection_info.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok()) {
+            if let Err(e) = connector_for(&conn).and_then(|b| b.disconnect(&conn["data"])) {
+                let _ = cinder.roll_detaching(AUTH, id).await;
+                return Err(e);
+            }
+        }
+        cinder.terminate_connection(AUTH, id, &connector_properties(op)).await?;
+    }
+    let vol = cinder.get(AUTH, id).await?;
+    let attachment = vol.and_then(|v| v.attachments.into_iter().find(|a| a.server_id.as_deref() == Some(container_uuid.as_str())));
+    cinder.detach(AUTH, id, attachment.and_then(|a| a.attachment_id).as_deref()).await?;
+    Ok(())
+}
+
+/// zun's `delete_volume` + `_wait_for_volumes_deleted` for one `auto_remove` volume.
+async fn cinder_delete_and_wait(op: &Op, id: &str) -> Result<(), VolumeError> {
+    let cinder = cinder(op)?;
+    cinder.delete(AUTH, id).await?;
+    let timeout = op.svc.conf.volume.wait_deleted;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match cinder.get(AUTH, id).await? {
+            None => return Ok(()),
+            Some(v) if v.status.contains("error") => return Err(VolumeError::NotDeleted(timeout.as_secs())),
+            Some(_) if tokio::time::Instant::now() >= deadline => return Err(VolumeError::NotDeleted(timeout.as_secs())),
+            Some(_) => tokio::time::sleep(POLL).await,
+        }
     }
 }
 

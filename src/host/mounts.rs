@@ -154,7 +154,13 @@ fn io(what: &'static str, path: &Path, source: std::io::Error) -> HostError {
 
 async fn run(what: &'static str, device: &str, mountpoint: &str, prog: &str, args: &[&str]) -> Result<(), HostError> {
     let err = |detail: String| HostError::Command { what, device: device.into(), mountpoint: mountpoint.into(), detail };
-    let out = tokio::time::timeout(COMMAND_TIMEOUT, Command::new(prog).args(args).kill_on_drop(true).output())
+    // The worker may run with a PATH without the sbin directories.
+    let exe = ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(prog));
+    let out = tokio::time::timeout(COMMAND_TIMEOUT, Command::new(exe).args(args).kill_on_drop(true).output())
         .await
         .map_err(|_| err(format!("{prog} did not finish in {} s", COMMAND_TIMEOUT.as_secs())))?
         .map_err(|e| err(format!("{prog}: {e}")))?;
