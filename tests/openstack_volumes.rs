@@ -154,3 +154,33 @@ fn volume_stuck_in_creating_fails_the_create_cleanly() {
     stack.os_ok(&["volume", "set", "--state", "available", &vol]);
     stack.os_ok(&["volume", "delete", &vol]);
 }
+
+/// Cinder down when the create reaches the worker (zun-api checked the volume, then the
+/// worker was frozen while Cinder stopped): the create ends Error with a reason naming
+/// Cinder, and once Cinder is back the volume is untouched: no attachment, no loop
+/// device, nothing mounted, no mapping row.
+#[test]
+fn cinder_down_fails_the_create_with_a_clear_reason() {
+    let _lock = StackLock::exclusive();
+    let stack = Stack::up();
+    let w = StackWorker::start(&stack, "voldown", CINDER_CLIENT);
+    let net = Network::create(&stack, "voldown");
+    let vol = create_volume(&stack, &common::unique("zunrs-down"));
+    let mount = format!("source={vol},destination=/data");
+    w.freeze();
+    let c =
+        w.run(&net, &common::unique("vol-down"), &["--mount", &mount, "--image-pull-policy", "ifnotpresent", "busybox", "sleep", "3600"]);
+    stack.stop_service("cinder");
+    w.thaw();
+    let shown = w.wait_status(&c, "Error", RUNNING);
+    stack.start_service("cinder");
+    let reason = shown["status_reason"].as_str().unwrap_or_default().to_string();
+    assert!(reason.contains("Cinder"), "the reason names Cinder: {shown}");
+    let v = volume_show(&stack, &vol).unwrap();
+    assert_eq!(v["status"], "available", "{v}");
+    assert!(attachments(&v).is_empty(), "{v}");
+    assert!(loops_of(&stack, &vol).is_empty());
+    assert!(mounted_under(&w.dir.path().join("mnt")).is_empty());
+    assert!(stack.sql(&format!("SELECT id FROM volume_mapping WHERE container_uuid = '{c}'")).is_empty());
+    stack.os_ok(&["volume", "delete", &vol]);
+}
