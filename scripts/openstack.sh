@@ -6,10 +6,11 @@
 #   Neutron 29         http://127.0.0.1:9696      ML2, API only, agentless driver zunrs_bind_all
 #   kuryr-libnetwork   http://127.0.0.1:23750     Docker network plugin "kuryr"
 #   zun-api 18.0.0     http://127.0.0.1:9517/v1   keystone auth, kuryr network driver
+#   Cinder 29          http://127.0.0.1:8776/v3   api + scheduler + volume, loop-device driver zunrs_loopvol
 #   client             python-openstackclient + python-zunclient + osc-placement (`openstack appcontainer`, `openstack resource provider`)
 #
 # Usage:  bash scripts/openstack.sh up|status|stop|env [SERVICE...]
-#   SERVICE: keystone placement neutron kuryr zun-api client (default: all, in this order)
+#   SERVICE: keystone placement neutron kuryr zun-api client cinder (default: all, in this order)
 #   up      install (uv, pinned, venvs under the state dir), configure, start and wait
 #           for each service that is not answering already. Idempotent, and safe to
 #           run from several shells at once (lock). Restarting a service keeps its data.
@@ -31,11 +32,13 @@ STATE=${ZUN_RS_STATE:-/var/tmp/zun-rs}
 OS=$STATE/openstack
 ZUN_VENV=${ZUN_RS_VENV:-$STATE/venv}
 KPORT=35357 PPORT=8778 NPORT=9696 KURYR_PORT=23750 ZPORT=9517
+CPORT=8776
 KURL=http://127.0.0.1:$KPORT/v3
 VHOST=zunrs_os
 DB_URL_BASE=mysql+pymysql://root@127.0.0.1
 KURYR_SPEC=/etc/docker/plugins/kuryr.spec
 ALL=(keystone placement neutron kuryr zun-api client)
+ALL+=(cinder)
 TOKEN_LIFETIME=${ZUNRS_OS_TOKEN_LIFETIME:-180}
 
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
@@ -90,6 +93,7 @@ packages() {
     placement) echo "openstack-placement==16.0.0 pymysql gunicorn" ;;
     neutron) echo "neutron==29.0.0 pymysql gunicorn $OS/src/zunrs_mech" ;;
     kuryr) echo "kuryr-libnetwork==18.0.0" ;;
+    cinder) echo "cinder==29.0.0 pymysql gunicorn $OS/src/zunrs_loopvol" ;;
     client) echo "python-openstackclient==10.5.0 python-zunclient==5.5.0 osc-placement==4.9.1" ;;
   esac
 }
@@ -99,11 +103,15 @@ install_venv() {
   local svc=$1 v=$OS/venv/$1 t0 want
   t0=$(now_ns)
   want=$( { packages "$svc"; cat "$FILES/pins/$svc.txt" 2>/dev/null || true
-            [ "$svc" = neutron ] && cat "$FILES"/zunrs_mech/zunrs_mech/*.py; true; } | sha256sum | cut -c1-16)
+            [ "$svc" = neutron ] && cat "$FILES"/zunrs_mech/zunrs_mech/*.py
+            [ "$svc" = cinder ] && cat "$FILES"/zunrs_loopvol/zunrs_loopvol/*.py; true; } | sha256sum | cut -c1-16)
   if [ -x "$v/bin/python" ] && [ "$(cat "$v/.zunrs-built" 2>/dev/null || true)" = "$want" ]; then return 0; fi
   ensure_uv
   if [ "$svc" = neutron ]; then # build from a copy: setuptools writes build/ into the source
     rm -rf "$OS/src/zunrs_mech"; mkdir -p "$OS/src"; cp -r "$FILES/zunrs_mech" "$OS/src/"
+  fi
+  if [ "$svc" = cinder ]; then
+    rm -rf "$OS/src/zunrs_loopvol"; mkdir -p "$OS/src"; cp -r "$FILES/zunrs_loopvol" "$OS/src/"
   fi
   [ -x "$v/bin/python" ] || "$UV" venv -q --python python3 "$v" >"$OS/log/install-$svc.log" 2>&1 \
     || fail_with_log "$OS/log/install-$svc.log" "uv venv $v failed"
@@ -167,11 +175,12 @@ ok_placement() { [ "$(http_code "http://127.0.0.1:$PPORT/")" = 200 ]; }
 ok_neutron() { [ "$(http_code "http://127.0.0.1:$NPORT/")" = 200 ]; }
 ok_kuryr() { [ "$(http_code -X POST "http://127.0.0.1:$KURYR_PORT/Plugin.Activate")" = 200 ] && [ -f "$KURYR_SPEC" ]; }
 ok_zun-api() { [ "$(http_code "http://127.0.0.1:$ZPORT/")" = 200 ]; }
+ok_cinder() { [ "$(http_code "http://127.0.0.1:$CPORT/")" = 300 ] && cinder_volume_up; }
 ok_client() { [ -x "$OS/venv/client/bin/openstack" ] && [ -f "$OS/venv/client/.zunrs-built" ]; }
 probe() { "ok_$1"; }
 port_of() {
   case $1 in keystone) echo $KPORT ;; placement) echo $PPORT ;; neutron) echo $NPORT ;;
-    kuryr) echo $KURYR_PORT ;; zun-api) echo $ZPORT ;; *) echo - ;; esac
+    kuryr) echo $KURYR_PORT ;; zun-api) echo $ZPORT ;; cinder) echo $CPORT ;; *) echo - ;; esac
 }
 
 # ------------------------------------------------------------------ keystone
@@ -366,6 +375,10 @@ endpoint_type = publicURL
 [neutron_client]
 region_name = RegionOne
 endpoint_type = publicURL
+[cinder_client]
+region_name = RegionOne
+endpoint_type = publicURL
+api_version = 3
 [keystone_auth]
 auth_type = password
 auth_url = $KURL
@@ -400,6 +413,67 @@ start_zun-api() {
 
 start_client() { :; } # the venv is the whole service
 
+# ------------------------------------------------------------------ cinder (helper volumes)
+# api (WSGI under serve_wsgi.py), scheduler and volume, one worker each; backend
+# zunrs_loopvol (scripts/openstack/zunrs_loopvol): sparse files handed out as loop devices,
+# so zun-compute-rs mounts a real block device. RabbitMQ vhost zunrs_os_cinder.
+CINDER_VHOST=zunrs_os_cinder
+cinder_volume_up() { # cinder-volume reported within the last 30 s
+  [ "$(mysql_q "SELECT COUNT(*) FROM zunrs_os_cinder.services WHERE \`binary\`='cinder-volume' AND disabled=0 AND deleted=0 AND updated_at > UTC_TIMESTAMP() - INTERVAL 30 SECOND" 2>/dev/null || echo 0)" -gt 0 ]
+}
+start_cinder() {
+  local e=$OS/etc/cinder b
+  mkdir -p "$e" "$OS/state/cinder/lock" "$OS/state/cinder/volumes"
+  ok_keystone || die "cinder needs keystone up (openstack.sh up keystone)"
+  db_ensure cinder
+  if ! rabbitmqctl -q list_vhosts 2>/dev/null | grep -qx "$CINDER_VHOST"; then
+    rabbitmqctl -q add_vhost "$CINDER_VHOST" >/dev/null || die "rabbitmqctl add_vhost $CINDER_VHOST failed"
+  fi
+  rabbitmqctl -q set_permissions -p "$CINDER_VHOST" guest '.*' '.*' '.*' >/dev/null
+  cp "$OS/venv/cinder/etc/cinder/api-paste.ini" "$e/api-paste.ini"
+  { cat <<EOF
+# written by zun-compute-rs scripts/openstack.sh
+[DEFAULT]
+transport_url = rabbit://guest:guest@127.0.0.1:5672/$CINDER_VHOST
+auth_strategy = keystone
+state_path = $OS/state/cinder
+api_paste_config = $e/api-paste.ini
+my_ip = 127.0.0.1
+host = zunrs-os-cinder
+osapi_volume_listen = 127.0.0.1
+osapi_volume_workers = 1
+enabled_backends = zunrs_loopvol
+[database]
+connection = $DB_URL_BASE/zunrs_os_cinder?charset=utf8
+[oslo_concurrency]
+lock_path = $OS/state/cinder/lock
+[oslo_messaging_notifications]
+driver = noop
+[zunrs_loopvol]
+volume_driver = zunrs_loopvol.LoopDeviceDriver
+volume_backend_name = zunrs_loopvol
+zunrs_loopvol_dir = $OS/state/cinder/volumes
+EOF
+    authtoken cinder; } >"$e/cinder.conf"
+  if ! db_has_tables cinder || [ ! -f "$OS/state/cinder.migrated" ]; then
+    "$OS/venv/cinder/bin/cinder-manage" --config-file "$e/cinder.conf" db sync >"$OS/log/cinder-manage.log" 2>&1 \
+      || fail_with_log "$OS/log/cinder-manage.log" "cinder-manage db sync failed"
+    touch "$OS/state/cinder.migrated"
+  fi
+  ZUNRS_CINDER_URL="http://127.0.0.1:$CPORT/v3/%(project_id)s" python3 "$FILES/keystone_setup.py" "$KURL" \
+    "http://127.0.0.1:$PPORT" "http://127.0.0.1:$NPORT" "http://127.0.0.1:$ZPORT/v1" >"$OS/log/keystone-setup-cinder.log" 2>&1 \
+    || fail_with_log "$OS/log/keystone-setup-cinder.log" "registering cinder in keystone failed"
+  for b in scheduler volume; do
+    if alive "$(pid_of "$OS/run/cinder-$b.pid")"; then stop_one "cinder-$b"; fi
+    start_daemon "cinder-$b" "$OS/venv/cinder/bin/cinder-$b" --config-file "$e/cinder.conf" --log-file "$OS/log/cinder-$b-app.log"
+  done
+  serve cinder $CPORT cinder.wsgi.api:application ZUNRS_APP_ARGV="--config-file $e/cinder.conf"
+  wait_for 90 "cinder-volume reporting" "$(pid_of "$OS/run/cinder-volume.pid")" cinder_volume_up \
+    || fail_with_log "$OS/log/cinder-volume-app.log" "cinder-volume did not report up"
+  wait_for 30 cinder "$(pid_of "$OS/run/cinder.pid")" ok_cinder \
+    || fail_with_log "$OS/log/cinder.log" "cinder-api does not answer on $CPORT"
+}
+
 # ------------------------------------------------------------------ env file
 write_env() {
   cat >"$OS/env.sh.tmp" <<EOF
@@ -423,6 +497,7 @@ export ZUNRS_OS_DB_NAME=zunrs_os_zun
 export ZUNRS_OS_OPENSTACK_CLI=$OS/venv/client/bin/openstack
 export ZUNRS_OS_TOKEN_LIFETIME=$TOKEN_LIFETIME
 export ZUNRS_OS_LOCK=$OS/stack.lock
+export ZUNRS_OS_CINDER_URL=http://127.0.0.1:$CPORT/v3
 EOF
   mv "$OS/env.sh.tmp" "$OS/env.sh"
 }
@@ -443,7 +518,7 @@ cmd_up() {
   mkdir -p "$OS"/{venv,etc,log,run,state}
   for s in "${svcs[@]}"; do
     t0=$(now_ns)
-    case $s in keystone|placement|neutron|kuryr|client) install_venv "$s" ;; esac
+    case $s in keystone|placement|neutron|kuryr|client|cinder) install_venv "$s" ;; esac
     pid=$(pid_of "$OS/run/$s.pid")
     if probe "$s"; then
       if [ "$s" != client ] && ! alive "$pid"; then
@@ -495,6 +570,7 @@ stop_one() {
   fi
   rm -f "$pf"
   [ "$s" = kuryr ] && stop_kuryr_extras
+  [ "$s" = cinder ] && { stop_one cinder-volume; stop_one cinder-scheduler; }
   return 0
 }
 
@@ -518,7 +594,7 @@ cmd_status() {
 cmd_reset() {
   cmd_stop
   local d
-  for d in keystone placement neutron zun; do mysql_q "DROP DATABASE IF EXISTS zunrs_os_$d" || true; done
+  for d in keystone placement neutron zun cinder; do mysql_q "DROP DATABASE IF EXISTS zunrs_os_$d" || true; done
   rabbitmqctl -q delete_vhost "$VHOST" >/dev/null 2>&1 || true
   rm -rf "$OS/state" "$OS/etc" "$OS/run" "$OS/env.sh"
   log "reset: databases, vhost and state removed (venvs kept)"

@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 EXCLUSIVE = {"fault_injection"}
 # Longest first, so the run ends with short binaries filling the gaps.
 SLOW_FIRST = [
-    "openstack_zun_api", "openstack_faults", "openstack_network", "openstack_placement",
+    "openstack_zun_api", "openstack_volumes", "openstack_faults", "openstack_network", "openstack_placement",
     "openstack_keystone", "cluster_failover", "hostile_wire", "hostile_domain",
     "e2e_ordering", "e2e_containers", "fault_docker_events", "hostile_tls",
 ]

@@ -457,6 +457,39 @@ impl Default for NetworkSection {
     }
 }
 
+/// `[volume]` (zun/conf/volume.py): container volumes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct VolumeSection {
+    /// The volume drivers this host runs (`cinder`, `local`).
+    #[serde(deserialize_with = "list_opt")]
+    pub driver_list: Vec<String>,
+    /// Where volumes are mounted (one directory per zun volume uuid); `$state_path` is
+    /// replaced as oslo.config does.
+    pub volume_dir: String,
+    /// The filesystem an empty Cinder device is formatted with.
+    pub fstype: String,
+    /// Multipath connections (not supported here; `true` is refused at attach).
+    pub use_multipath: bool,
+    /// Seconds a create waits for its volumes to be `available`.
+    pub timeout_wait_volume_available: u64,
+    /// Seconds a delete waits for `auto_remove` volumes to be gone.
+    pub timeout_wait_volume_deleted: u64,
+}
+
+impl Default for VolumeSection {
+    fn default() -> Self {
+        VolumeSection {
+            driver_list: vec!["cinder".into(), "local".into()],
+            volume_dir: "$state_path/mnt".into(),
+            fstype: "ext4".into(),
+            use_multipath: false,
+            timeout_wait_volume_available: 60,
+            timeout_wait_volume_deleted: 60,
+        }
+    }
+}
+
 /// `[oslo_messaging_notifications]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -520,6 +553,10 @@ pub struct Settings {
     pub neutron_client: ClientSection,
     #[serde(default)]
     pub network: NetworkSection,
+    #[serde(default)]
+    pub volume: VolumeSection,
+    #[serde(default)]
+    pub cinder_client: ClientSection,
 }
 
 /// Keys whose values are secrets, never printed.

@@ -14,6 +14,7 @@
 //! - [`periodic`], [`events`], [`admin`]: background duties, state notifications,
 //!   health and metrics.
 //! - [`openstack`]: the only module that speaks HTTP to OpenStack (Keystone, Placement).
+//! - [`host`]: zun's volume mount points, and the only code that runs mount/mkfs.
 //! - [`config`]: zun.conf (INI) plus `ZUN_<SECTION>__<KEY>` environment overrides.
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod compute;
 pub mod config;
 pub mod docker;
 pub mod events;
+pub mod host;
 pub mod logging;
 pub mod openstack;
 pub mod oslo;

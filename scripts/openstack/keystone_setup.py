@@ -11,6 +11,7 @@ RegionOne. Every step checks first, so running it again changes nothing.
 Standard library only (runs with any python3).
 """
 import json
+import os
 import sys
 import urllib.error
 import urllib.parse
@@ -93,3 +94,19 @@ for name, stype, url in (('placement', 'placement', PLACEMENT),
         api('POST', '/endpoints', {'endpoint': {
             'service_id': sid, 'interface': iface, 'url': url, 'region_id': REGION}})
     print('service %s (%s): public, internal, admin %s' % (name, stype, url))
+
+# --- cinder (helper volumes): service user cinder, catalog volumev3 ---------------------
+CINDER = os.environ.get('ZUNRS_CINDER_URL', 'http://127.0.0.1:8776/v3/%(project_id)s')
+uid = ensure('users', 'user', {'name': 'cinder'}, {'name': 'cinder', 'password': 'cinder', 'domain_id': 'default'})
+for role in (admin_role, service_role):
+    api('PUT', '/projects/%s/users/%s/roles/%s' % (project, uid, role))
+sid = ensure('services', 'service', {'type': 'volumev3'}, {'name': 'cinderv3', 'type': 'volumev3', 'enabled': True})
+existing = api('GET', '/endpoints?service_id=%s' % sid)['endpoints']
+for iface in ('public', 'internal', 'admin'):
+    same = [e for e in existing if e['interface'] == iface]
+    if any(e['url'] == CINDER and e.get('region_id') == REGION for e in same):
+        continue
+    for e in same:
+        api('DELETE', '/endpoints/%s' % e['id'])
+    api('POST', '/endpoints', {'endpoint': {'service_id': sid, 'interface': iface, 'url': CINDER, 'region_id': REGION}})
+print('user cinder; service cinderv3 (volumev3): %s' % CINDER)

@@ -15,6 +15,8 @@ on stdout; scripts/openstack.sh waits for it (and for an HTTP answer).
 """
 import argparse
 import importlib
+import os
+import shlex
 import sys
 
 
@@ -30,6 +32,8 @@ def main():
     parser.add_argument('--threads', type=int, default=4)
     args = parser.parse_args()
     sys.argv = sys.argv[:1]  # the application must not see our arguments
+    # ...but may get its own (Cinder reads --config-file from sys.argv): ZUNRS_APP_ARGV
+    sys.argv += shlex.split(os.environ.get('ZUNRS_APP_ARGV', ''))
 
     from gunicorn.app.base import BaseApplication
 

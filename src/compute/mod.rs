@@ -23,6 +23,7 @@ pub mod populate;
 pub mod recovery;
 pub mod settings;
 pub mod stats;
+pub mod volumes;
 
 pub use executor::Executor;
 pub use manager::{Manager, Services};

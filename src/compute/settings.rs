@@ -27,6 +27,20 @@ pub struct ComputeSettings {
     pub remote_api_url: String,
     /// `ws://<console host>:<port>/v<version>`: the prefix of attach URLs.
     attach_base: String,
+    /// `[volume]`: where volumes are mounted, how devices are formatted, how long to wait.
+    pub volume: VolumeSettings,
+}
+
+/// `[volume]`, resolved (`$state_path` replaced).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VolumeSettings {
+    /// zun's mount point root: `<volume_dir>/<volume uuid>`.
+    pub volume_dir: std::path::PathBuf,
+    pub fstype: String,
+    pub drivers: Vec<String>,
+    pub use_multipath: bool,
+    pub wait_available: Duration,
+    pub wait_deleted: Duration,
 }
 
 impl ComputeSettings {
@@ -47,6 +61,19 @@ impl ComputeSettings {
             stop_timeout_s: d.default_timeout,
             remote_api_url: d.docker_remote_api_url.clone().unwrap_or_else(|| format!("tcp://{console_host}:{}", d.docker_remote_api_port)),
             attach_base: format!("ws://{console_host}:{}/v{}", d.docker_remote_api_port, d.docker_remote_api_version),
+            volume: VolumeSettings {
+                volume_dir: s
+                    .volume
+                    .volume_dir
+                    .replace("$state_path", &s.default.state_path)
+                    .replace("${state_path}", &s.default.state_path)
+                    .into(),
+                fstype: s.volume.fstype.clone(),
+                drivers: s.volume.driver_list.clone(),
+                use_multipath: s.volume.use_multipath,
+                wait_available: Duration::from_secs(s.volume.timeout_wait_volume_available),
+                wait_deleted: Duration::from_secs(s.volume.timeout_wait_volume_deleted),
+            },
         }
     }
 
@@ -75,6 +102,7 @@ impl std::fmt::Debug for ComputeSettings {
             .field("stop_timeout_s", &self.stop_timeout_s)
             .field("remote_api_url", &self.remote_api_url)
             .field("attach_base", &self.attach_base)
+            .field("volume", &self.volume)
             .finish()
     }
 }

@@ -3,9 +3,11 @@
 //!
 //! - [`session`]: Keystone v3 (`[keystone_auth]`): token cache and renewal, catalog,
 //!   [`ServiceClient`] for any service, the user's token from an RPC context.
+//! - [`cinder`]: volumes and the legacy attach flow (reserve, connection, attach, detach).
 //! - [`neutron`]: networks, subnets, ports, security groups.
 //! - [`placement`]: resource provider, inventories, traits, allocations.
 //! - [`error`]: [`OpenStackError`], naming the service, the call and the status.
+pub mod cinder;
 pub mod error;
 pub mod neutron;
 pub mod placement;

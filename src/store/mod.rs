@@ -40,6 +40,7 @@ mod ops_compute_node;
 mod ops_container;
 mod ops_misc;
 mod ops_service;
+mod ops_volume;
 pub mod pyjson;
 pub mod retry;
 pub mod schema;
@@ -48,6 +49,7 @@ pub mod url;
 
 pub use ops_compute_node::ComputeNodeRecord;
 pub use ops_service::ServiceRow;
+pub use ops_volume::{NewVolumeMapping, VolumeMappingRow, VolumeRow};
 
 use sql::Db;
 

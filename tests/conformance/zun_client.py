@@ -141,9 +141,55 @@ class Driver:
             c.create(ctx)
             objects.ContainerAction.action_start(ctx, c.uuid, "create", want_result=False)
         api = rpcapi.API(context=ctx)
+        requested_volumes = p.get("requested_volumes", {c.uuid: []})
+        if p.get("volumes"):
+            requested_volumes = self.build_requested_volumes(ctx, c, p["volumes"])
         api.container_create(ctx, p["host"], c, p.get("limits", {}), p.get("requested_networks", []),
-                             p.get("requested_volumes", {c.uuid: []}), p.get("run", True), None)
+                             requested_volumes, p.get("run", True), None)
         return {"uuid": c.uuid, "request_id": ctx.request_id}
+
+    def build_requested_volumes(self, ctx, c, mounts):
+        """zun-api's `_build_requested_volumes`, with the Cinder volume looked up by the
+        test (`cinder_volume_id`, `auto_remove`) instead of through Cinder: a Volume row
+        per mount, an unsaved VolumeMapping naming it."""
+        out = {c.uuid: []}
+        for m in mounts:
+            d = {"cinder_volume_id": None, "auto_remove": False, "contents": None,
+                 "user_id": ctx.user_id, "project_id": ctx.project_id}
+            if m.get("type", "volume") == "bind":
+                d["contents"] = m.get("source", "")
+                d["volume_provider"] = "local"
+            else:
+                d["cinder_volume_id"] = m["cinder_volume_id"]
+                d["auto_remove"] = bool(m.get("auto_remove", False))
+                d["volume_provider"] = "cinder"
+            vol = objects.Volume(ctx, **d)
+            vol.create(ctx)
+            d["volume_id"] = vol.id
+            d["container_path"] = m["destination"]
+            out[c.uuid].append(objects.VolumeMapping(ctx, **d))
+        return out
+
+    def cmd_volume_mappings(self, p):
+        """zun's own objects reading back what zun-compute wrote: VolumeMapping.list_by_container
+        with each mapping's volume attributes (lazy-loaded from the volume row)."""
+        ctx = make_ctx(p)
+        out = []
+        for vm in objects.VolumeMapping.list_by_container(ctx, p["uuid"]):
+            row = {k: getattr(vm, k) for k in ("uuid", "container_uuid", "container_path", "volume_id",
+                                                "volume_provider", "cinder_volume_id", "auto_remove",
+                                                "connection_info", "host", "project_id", "user_id")}
+            row["volume_uuid"] = vm.volume.uuid
+            out.append(row)
+        return out
+
+    def cmd_volume_exists(self, p):
+        ctx = make_ctx(p)
+        try:
+            objects.Volume.get_by_id(ctx, p["id"])
+            return True
+        except exception.VolumeNotFound:
+            return False
 
     def cmd_rpcapi_delete(self, p):
         ctx = make_ctx(p)

@@ -11,7 +11,7 @@ use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions};
 use crate::compute::network::RequestedNetwork;
 use crate::compute::populate;
-use crate::compute::{checks, claims};
+use crate::compute::{checks, claims, volumes};
 use crate::docker::RegistryCredentials;
 use crate::oslo::{Container, Status, TaskState};
 use crate::rpc::{MethodResult, RpcError};
@@ -112,13 +112,14 @@ async fn deleted_since_sent(op: &Op, c: &Container, uuid: &str) -> bool {
 }
 
 async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Result<(), RpcError> {
-    // Volumes: Cinder and local volumes are not attached by this worker yet.
-    let volumes = op.arg("requested_volumes").and_then(|v| v.get(uuid)).and_then(Value::as_array).map(Vec::len).unwrap_or(0);
-    if volumes > 0 {
-        let msg = "Volumes are not supported by zun-compute-rs yet: create the container without mounts";
-        op.fail(c, msg, true).await;
-        return Err(RpcError::not_supported(msg));
-    }
+    // Volumes: `requested_volumes` checked before anything is made (see compute::volumes).
+    let vol_reqs = match volumes::parse_requested(op.arg("requested_volumes"), uuid, &op.svc.conf.volume.drivers) {
+        Ok(v) => v,
+        Err(e) => {
+            op.fail(c, &e.to_string(), true).await;
+            return Err(e.to_rpc());
+        }
+    };
     // Networks: Neutron networks through kuryr; none means Docker's default network.
     let nets = match requested_networks(op) {
         Ok(n) => n,
@@ -139,16 +140,44 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
         return Err(RpcError::invalid(msg));
     }
     check_disk_quota(op, c).await?;
-
-    op.event_start(uuid, "compute__do_container_create").await;
-    let created = do_container_create(op, c, &nets).await;
-    op.event_finish(uuid, "compute__do_container_create", &created).await;
-    created?;
-    // An adopted container may be running already (the first attempt started it).
-    if run && !c.status_is(Status::Running) {
-        lifecycle::do_start(op, c).await?;
+    if !vol_reqs.is_empty() {
+        attach_volumes(op, c, uuid, &vol_reqs).await?;
     }
-    Ok(())
+
+    let res: Result<(), RpcError> = async {
+        op.event_start(uuid, "compute__do_container_create").await;
+        let created = do_container_create(op, c, &nets).await;
+        op.event_finish(uuid, "compute__do_container_create", &created).await;
+        created?;
+        // An adopted container may be running already (the first attempt started it).
+        if run && !c.status_is(Status::Running) {
+            lifecycle::do_start(op, c).await?;
+        }
+        Ok(())
+    }
+    .await;
+    if res.is_err() && !vol_reqs.is_empty() {
+        // zun's `_fail_container` detaches the container's volumes.
+        if let Err(e) = volumes::detach_all(op, uuid, false).await {
+            tracing::warn!(container = uuid, error = %e, "could not detach the volumes of a failed create");
+        }
+    }
+    res
+}
+
+/// zun's `_wait_for_volumes_available` and `_attach_volumes`: every failure ends the
+/// create in Error (host unset) with nothing left attached.
+async fn attach_volumes(op: &Op, c: &mut Container, uuid: &str, reqs: &[volumes::VolumeRequest]) -> Result<(), RpcError> {
+    let res = match volumes::wait_available(op, reqs).await {
+        Ok(()) => volumes::attach_all(op, uuid, reqs).await,
+        Err(e) => Err(e),
+    };
+    let Err(e) = res else { return Ok(()) };
+    if let Err(d) = volumes::detach_all(op, uuid, false).await {
+        tracing::warn!(container = uuid, error = %d, "could not detach the volumes attached before the failure");
+    }
+    op.fail(c, &e.to_string(), true).await;
+    Err(e.to_rpc())
 }
 
 /// zun's `_check_support_disk_quota`.
@@ -325,6 +354,8 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
                 mapping::fill_command_from_image(c, &inspect).map_err(|e| RpcError::invalid(e.to_string()))?;
             }
         }
+        // zun's `_get_binds`: the container's volume mappings (attached above).
+        let binds = volumes::binds(op, c.uuid().unwrap_or_default()).await.map_err(|e| e.to_rpc())?;
         let opts = MappingOptions {
             default_runtime: svc.conf.default_runtime.clone(),
             disk_quota_supported: svc.disk_quota_supported,
@@ -333,7 +364,7 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
                 None => svc.conf.default_network.clone(),
             },
             api_version: svc.docker.api_version(),
-            binds: Vec::new(),
+            binds,
         };
         let mut body = mapping::container_create_config(c, &repo, &tag, &opts).map_err(|e| RpcError::invalid(e.to_string()))?;
         let id = match &provisioned {

@@ -188,6 +188,14 @@ pub async fn container_delete(op: Op) -> MethodResult {
         }
         tracing::warn!(container = %uuid, error = %e, "forced delete: ports could not be released");
     }
+    // zun's `_detach_volumes` (unmount, disconnect, detach; auto_remove volumes deleted).
+    if let Err(e) = crate::compute::volumes::detach_all(&op, &uuid, !force).await {
+        let err = e.to_rpc();
+        op.fail(&mut c, &e.to_string(), false).await;
+        let _ = op.end_task(&mut c, guard).await;
+        op.announce_end(&c, "delete", true);
+        return Err(err);
+    }
     let _ = op.end_task(&mut c, guard).await;
     // rt.remove_usage_from_container: only what this host claimed, as the row (not the
     // message) records it, and only figures a claim could have added.
