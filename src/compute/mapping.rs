@@ -202,6 +202,10 @@ fn host_config(container: &Container, opts: &MappingOptions) -> Result<HostConfi
     if opt_bool(container, "auto_remove")? == Some(true) {
         hc.auto_remove = Some(true);
     }
+    // A capsule's sandbox lends its IPC namespace to the capsule's containers.
+    if container.name == "Capsule" {
+        hc.ipc_mode = Some("shareable".into());
+    }
     if let Some(mb) = memory_mb(container)? {
         hc.memory =
             Some(mb.checked_mul(1024 * 1024).filter(|b| *b >= 0).ok_or_else(|| bad("memory", format!("memory {mb} MB out of range")))?);
