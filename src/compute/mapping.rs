@@ -645,6 +645,12 @@ mod tests {
         c.data.insert("exposed_ports".into(), json!({"53/udp": {}, "8080": {}}));
         assert_eq!(body_json(&c, "b", "l", &opts)["ExposedPorts"], json!({"53/udp": {}, "8080/tcp": {}}));
 
+        // A capsule's sandbox shares its IPC namespace (zun: ipc_mode 'shareable'); others don't.
+        assert!(body_json(&base(), "b", "l", &opts)["HostConfig"].get("IpcMode").is_none_or(Value::is_null));
+        let mut c = base();
+        c.name = "Capsule".into();
+        assert_eq!(body_json(&c, "b", "l", &opts)["HostConfig"]["IpcMode"], "shareable");
+
         // Dedicated cpuset from the nested Cpuset primitive.
         let mut c = base();
         c.data.insert("cpu_policy".into(), json!("dedicated"));
