@@ -94,21 +94,55 @@ fn sql_members(stack: &Stack, capsule: &str) -> Vec<Vec<String>> {
     ))
 }
 
+/// A Keystone project and member user of the test's own, removed on drop. zun-api puts a
+/// capsule on the oldest network of the caller's project (a capsule template has no
+/// networks: zun 18's schema refuses `nets`), so the capsule runs in a project whose only
+/// network is the test's.
+struct Tenant<'a> {
+    admin: &'a Stack,
+    project: String,
+    user: String,
+}
+
+impl<'a> Tenant<'a> {
+    fn create(admin: &'a Stack, name: &str, password: &str) -> (Self, Stack) {
+        let project = admin.os_json(&["project", "create", "--domain", "Default", name])["id"].as_str().expect("project id").to_string();
+        let user = admin.os_json(&["user", "create", "--domain", "Default", "--password", password, "--project", &project, name])["id"]
+            .as_str()
+            .expect("user id")
+            .to_string();
+        admin.os_ok(&["role", "add", "--user", &user, "--project", &project, "member"]);
+        let mut env = admin.env.clone();
+        for (k, v) in [("OS_USERNAME", name), ("OS_PASSWORD", password), ("OS_PROJECT_NAME", name)] {
+            env.insert(k.into(), v.into());
+        }
+        (Tenant { admin, project, user }, Stack { env })
+    }
+}
+
+impl Drop for Tenant<'_> {
+    fn drop(&mut self) {
+        let _ = self.admin.os(&["user", "delete", &self.user]);
+        let _ = self.admin.os(&["project", "delete", &self.project]);
+    }
+}
+
 #[test]
 fn capsule_through_zun_api_with_kuryr() {
     ensure_zun_api_has_sandbox_image();
     let _lock = StackLock::shared();
-    let stack = Stack::up();
+    let admin = Stack::up();
+    let tenant_name = unique("zunrs-caps-tenant");
+    let (_tenant, stack) = Tenant::create(&admin, &tenant_name, &uuid::Uuid::new_v4().simple().to_string());
     let net = Network::create(&stack, "caps");
     let az = unique("zunrs-az-caps");
-    let w = StackWorker::start_with(&stack, "caps", &format!("default_availability_zone = {az}"), "");
+    let w = StackWorker::start_with(&admin, "caps", &format!("default_availability_zone = {az}"), "");
     let name = unique("zunrs-caps");
     let template = json!({
         "kind": "capsule",
         "capsuleVersion": "beta",
         "metadata": {"name": name, "labels": {"zunrs-test": name}},
         "availabilityZone": az,
-        "nets": [{"network": net.id}],
         "spec": {
             "initContainers": [{"image": BUSYBOX, "command": ["sh", "-c", "echo init-done"]}],
             "containers": [
@@ -133,14 +167,14 @@ fn capsule_through_zun_api_with_kuryr() {
         (v["status"] == "Running").then_some(v)
     });
     eprintln!("[capsules] capsule Running {:.1} s after `capsule create`", t0.elapsed().as_secs_f64());
-    let rows = sql_members(&stack, &uuid);
+    let rows = sql_members(&admin, &uuid);
     names.0.extend(rows.iter().map(|r| r[0].clone()));
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert_eq!((rows[0][1].as_str(), rows[0][2].as_str()), ("3", "Stopped"), "the init container ran to completion: {rows:?}");
     for r in &rows[1..] {
         assert_eq!((r[1].as_str(), r[2].as_str()), ("2", "Running"), "{rows:?}");
     }
-    let host = stack.sql(&format!("SELECT host FROM container WHERE uuid = '{uuid}'"));
+    let host = admin.sql(&format!("SELECT host FROM container WHERE uuid = '{uuid}'"));
     assert_eq!(host[0][0], w.host, "scheduled to this test's worker");
     let sandbox = docker_inspect(&uuid).expect("the sandbox zun-<capsule uuid>");
     assert_eq!(sandbox["State"]["Running"], true);
@@ -153,11 +187,12 @@ fn capsule_through_zun_api_with_kuryr() {
     // One network namespace: the sleeper reaches the httpd on localhost.
     assert_eq!(fetch_over_localhost(&rows[2][0]).trim(), "hello-capsule");
     // The capsule's Neutron port (device_id = the capsule's uuid), and its address in zun.
-    let ports = stack.ports_of(&uuid);
+    let ports = admin.ports_of(&uuid);
+    assert_eq!(ports.first().and_then(|p| p["Fixed IP Addresses"][0]["subnet_id"].as_str()), Some(net.subnet_id.as_str()), "{ports:?}");
     assert_eq!(ports.len(), 1, "{ports:?}");
     assert!(shown["addresses"].to_string().contains(ports[0]["Fixed IP Addresses"][0]["ip_address"].as_str().unwrap_or("-")), "{shown}");
-    let rp = stack.provider_uuid(&w.host).expect("provider");
-    assert!(stack.provider_consumers(&rp).contains(&uuid), "the capsule's allocation");
+    let rp = admin.provider_uuid(&w.host).expect("provider");
+    assert!(admin.provider_consumers(&rp).contains(&uuid), "the capsule's allocation");
 
     // Delete: members, then the sandbox, its port and allocation, the rows.
     let t1 = Instant::now();
@@ -170,10 +205,10 @@ fn capsule_through_zun_api_with_kuryr() {
     for n in &names.0 {
         assert!(docker_inspect(n).is_none(), "zun-{n} still in Docker");
     }
-    assert!(sql_members(&stack, &uuid).is_empty());
-    assert_eq!(stack.sql(&format!("SELECT COUNT(*) FROM container WHERE uuid IN ('{}')", names.0.join("','")))[0][0], "0");
-    poll(Duration::from_secs(30), "the capsule's port released", || stack.ports_of(&uuid).is_empty().then_some(()));
-    assert!(!stack.provider_consumers(&rp).contains(&uuid), "allocation freed");
+    assert!(sql_members(&admin, &uuid).is_empty());
+    assert_eq!(admin.sql(&format!("SELECT COUNT(*) FROM container WHERE uuid IN ('{}')", names.0.join("','")))[0][0], "0");
+    poll(Duration::from_secs(30), "the capsule's port released", || admin.ports_of(&uuid).is_empty().then_some(()));
+    assert!(!admin.provider_consumers(&rp).contains(&uuid), "allocation freed");
 }
 
 // ------------------------------------------------------------------ through zun's rpcapi
