@@ -238,6 +238,8 @@ async fn wait_capsule(zun: &mut ZunClient, uuid: &str, pred: impl Fn(&Value) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capsule_through_rpcapi_standalone() {
+    // No stack service is used, but the fault tests must not restart RabbitMQ or dockerd meanwhile.
+    let _lock = StackLock::shared();
     let w = Worker::start("");
     let mut zun = w.zun();
     let init = member("echo init-done", "capsule-x-init");
@@ -290,6 +292,8 @@ async fn capsule_through_rpcapi_standalone() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_capsules_end_in_error_with_nothing_left() {
+    // No stack service is used, but the fault tests must not restart RabbitMQ or dockerd meanwhile.
+    let _lock = StackLock::shared();
     let w = Worker::start("");
     let mut zun = w.zun();
     let mut names = DockerNames(Vec::new());
