@@ -353,6 +353,8 @@ transport_url = rabbit://guest:guest@127.0.0.1:5672/$VHOST
 state_path = $OS/state/zun
 log_file = $OS/log/zun-api-app.log
 host = zunrs-os-api
+# capsules: the sandbox (infra) container's image, made by ensure_sandbox_image
+sandbox_image = $SANDBOX_IMAGE
 [api]
 host_ip = 127.0.0.1
 port = $ZPORT
@@ -390,7 +392,28 @@ project_domain_name = Default
 EOF
   authtoken zun
 }
+# ------------------------------------------------------------------ capsules' sandbox image
+# zun's default sandbox image (kubernetes/pause) is on Docker Hub; this host is offline. The
+# sandbox only has to hold the capsule's namespaces: busybox sleeping, ending at SIGTERM at
+# once (a PID 1 without a handler would make every `docker stop` wait 10 s). Committed from
+# the local registry's busybox and pushed there (zun-compute pulls it: master's pull policy
+# for a capsule without one is `always`).
+SANDBOX_IMAGE=${ZUNRS_OS_SANDBOX_IMAGE:-127.0.0.1:5000/zunrs-pause:3.9}
+ensure_sandbox_image() {
+  if docker manifest inspect --insecure "$SANDBOX_IMAGE" >/dev/null 2>&1; then return 0; fi
+  local tmp=zunrs-pause-build-$$
+  docker rm -f "$tmp" >/dev/null 2>&1 || true
+  if docker create --name "$tmp" 127.0.0.1:5000/busybox:latest >/dev/null 2>&1 \
+    && docker commit --change 'CMD ["sh", "-c", "trap \"exit 0\" TERM INT; sleep 2147483647 & wait"]' "$tmp" "$SANDBOX_IMAGE" >/dev/null \
+    && docker push "$SANDBOX_IMAGE" >/dev/null; then
+    log "sandbox image $SANDBOX_IMAGE pushed"
+  else
+    log "WARNING: cannot make the sandbox image $SANDBOX_IMAGE (bash scripts/services.sh): capsules will fail"
+  fi
+  docker rm -f "$tmp" >/dev/null 2>&1 || true
+}
 start_zun-api() {
+  ensure_sandbox_image
   [ -x "$ZUN_VENV/bin/zun-api" ] || bash "$HERE/conformance-venv.sh" >/dev/null \
     || die "cannot build the zun 18.0.0 venv (scripts/conformance-venv.sh)"
   local e=$OS/etc/zun

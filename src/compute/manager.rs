@@ -50,12 +50,14 @@ pub fn method_mode(method: &str) -> Option<Mode> {
         "container_create" | "container_delete" | "container_start" | "container_stop" | "container_reboot"
         | "container_rebuild" | "container_pause" | "container_unpause" | "container_kill" | "resize_container"
         | "add_security_group" | "remove_security_group" | "network_attach" | "network_detach" | "capsule_create"
+        // A call, but it deletes a capsule: under the capsule's lock like container_delete.
+        | "capsule_delete"
         // A call, but it pauses, commits and unpauses: zun holds the container's lock.
         | "container_commit" => Locked,
         "container_show" | "container_logs" | "container_exec" | "container_exec_resize" | "container_update"
         | "container_attach" | "container_resize" | "container_top" | "container_get_archive"
         | "container_put_archive" | "container_stats" | "image_pull" | "image_delete"
-        | "image_search" | "network_create" | "network_delete" | "capsule_delete" => Inline,
+        | "image_search" | "network_create" | "network_delete" => Inline,
         _ => return None,
     })
 }
@@ -235,7 +237,7 @@ mod tests {
             ("image_search", Inline),
             ("network_create", Inline),
             ("network_delete", Inline),
-            ("capsule_delete", Inline),
+            ("capsule_delete", Locked),
         ] {
             assert_eq!(method_mode(m), Some(want), "{m}");
         }

@@ -202,6 +202,10 @@ fn host_config(container: &Container, opts: &MappingOptions) -> Result<HostConfi
     if opt_bool(container, "auto_remove")? == Some(true) {
         hc.auto_remove = Some(true);
     }
+    // A capsule's sandbox lends its IPC namespace to the capsule's containers.
+    if container.name == "Capsule" {
+        hc.ipc_mode = Some("shareable".into());
+    }
     if let Some(mb) = memory_mb(container)? {
         hc.memory =
             Some(mb.checked_mul(1024 * 1024).filter(|b| *b >= 0).ok_or_else(|| bad("memory", format!("memory {mb} MB out of range")))?);
@@ -640,6 +644,12 @@ mod tests {
         let mut c = base();
         c.data.insert("exposed_ports".into(), json!({"53/udp": {}, "8080": {}}));
         assert_eq!(body_json(&c, "b", "l", &opts)["ExposedPorts"], json!({"53/udp": {}, "8080/tcp": {}}));
+
+        // A capsule's sandbox shares its IPC namespace (zun: ipc_mode 'shareable'); others don't.
+        assert!(body_json(&base(), "b", "l", &opts)["HostConfig"].get("IpcMode").is_none_or(Value::is_null));
+        let mut c = base();
+        c.name = "Capsule".into();
+        assert_eq!(body_json(&c, "b", "l", &opts)["HostConfig"]["IpcMode"], "shareable");
 
         // Dedicated cpuset from the nested Cpuset primitive.
         let mut c = base();

@@ -180,3 +180,24 @@ impl Store {
         .await
     }
 }
+
+// ---- capsules -------------------------------------------------------------------------
+impl Store {
+    /// The members of the capsule whose row id is `capsule_id`: its `CapsuleInitContainer`
+    /// and `CapsuleContainer` rows, in zun's list order (`id`, the order zun-api created them
+    /// from the template), as objects like [`Store::container_get`] returns.
+    pub async fn capsule_members(&self, capsule_id: i64) -> Result<Vec<Container>> {
+        let fields = codec::all_read_fields();
+        let (cols, kinds) = codec::select_list(&fields);
+        let rows = self
+            .db
+            .fetch(
+                &format!("SELECT {cols} FROM `container` WHERE `capsule_id` = ? AND `container_type` IN (2, 3) ORDER BY `id`"),
+                &[Val::Int(capsule_id)],
+                &kinds,
+            )
+            .await
+            .map_err(|e| StoreError::db("container", e))?;
+        rows.into_iter().map(|r| codec::row_to_container(&fields, r)).collect()
+    }
+}

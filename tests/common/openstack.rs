@@ -348,11 +348,18 @@ impl<'a> StackWorker<'a> {
     /// can schedule to it: the host is listed by `appcontainer host list` and its
     /// Placement provider exists.
     pub fn start(stack: &'a Stack, test: &str, extra: &str) -> Self {
+        Self::start_with(stack, test, "", extra)
+    }
+
+    /// Like [`StackWorker::start`], with `default_extra` lines added to its `[DEFAULT]`
+    /// section (a second `[DEFAULT]` in `extra` would replace the first one), e.g. an
+    /// availability zone of its own that a capsule template can name.
+    pub fn start_with(stack: &'a Stack, test: &str, default_extra: &str, extra: &str) -> Self {
         let host = unique(&format!("zunrs-os-{test}"));
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
             "[DEFAULT]\nhost = {host}\ntransport_url = {transport}\nstate_path = {state}\nperiodic_interval_max = 10\n\
-             rpc_response_timeout = 60\n\
+             rpc_response_timeout = 60\n{default_extra}\n\
              [database]\nconnection = {db}\n\
              [admin]\nlisten =\n\
              [keystone_auth]\nauth_type = password\nauth_url = {kurl}\nusername = zun\npassword = zun\nproject_name = service\n\

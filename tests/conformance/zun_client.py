@@ -221,6 +221,67 @@ class Driver:
         res = getattr(api, p["method"])(ctx, c, *p.get("args", []), **p.get("kwargs", {}))
         return {"result": to_jsonable(res), "request_id": ctx.request_id}
 
+    # --- capsules, as zun-api 18's POST/DELETE /capsules build them -------------------
+    def cmd_capsule_create(self, p):
+        """The capsule row, then its members (capsule_id = the capsule's id, init containers
+        first), the create action, and the cast of container_create with the Capsule.
+        `list_init` / `list_containers` (index lists) set the object's own member lists,
+        as a hostile sender could; zun-api leaves them unset."""
+        ctx = make_ctx(p)
+        capsule = objects.Capsule(ctx, **p.get("fields", {}))
+        capsule.project_id = ctx.project_id
+        capsule.user_id = ctx.user_id
+        capsule.status = "Creating"
+        capsule.create(ctx)
+        made = {}
+        for key, cls in (("init_containers", objects.CapsuleInitContainer), ("containers", objects.CapsuleContainer)):
+            made[key] = []
+            for spec in p.get(key, []):
+                d = dict(spec)
+                d.update(capsule_id=capsule.id, project_id=ctx.project_id, user_id=ctx.user_id)
+                d.setdefault("status", "Creating")
+                m = cls(ctx, **d)
+                m.create(ctx)
+                made[key].append(m)
+        for key, order in (("init_containers", p.get("list_init")), ("containers", p.get("list_containers"))):
+            if order is not None:
+                setattr(capsule, key, [made[key][i] for i in order])
+                capsule.obj_reset_changes([key])
+        objects.ContainerAction.action_start(ctx, capsule.uuid, "create", want_result=False)
+        rpcapi.API(context=ctx).container_create(ctx, p["host"], capsule, {}, p.get("requested_networks", []),
+                                                 {}, False, None)
+        return {"uuid": capsule.uuid, "id": capsule.id, "request_id": ctx.request_id,
+                "init_containers": [m.uuid for m in made["init_containers"]],
+                "containers": [m.uuid for m in made["containers"]]}
+
+    def cmd_capsule_delete(self, p):
+        ctx = make_ctx(p)
+        capsule = objects.Capsule.get_by_uuid(ctx, p["uuid"])
+        capsule.task_state = "container_deleting"
+        capsule.save(ctx)
+        objects.ContainerAction.action_start(ctx, capsule.uuid, "delete", want_result=False)
+        rpcapi.API(context=ctx).container_delete(ctx, capsule)
+        return {"uuid": capsule.uuid, "request_id": ctx.request_id}
+
+    def cmd_capsule_members(self, p):
+        """The capsule's members as zun-api reads them (status, reason, container_id)."""
+        ctx = make_ctx(dict(p, is_admin=True))
+        out = []
+        for cls in (objects.CapsuleInitContainer, objects.CapsuleContainer):
+            for m in cls.list_by_capsule_id(ctx, p["id"]):
+                out.append({"type": cls.__name__, "uuid": m.uuid, "name": m.name, "status": m.status,
+                            "status_reason": m.status_reason, "container_id": m.container_id})
+        return out
+
+    def cmd_capsule_get(self, p):
+        ctx = make_ctx(dict(p, is_admin=True))
+        try:
+            c = objects.Capsule.get_by_uuid(ctx, p["uuid"])
+        except exception.ContainerNotFound:
+            return None
+        return {"uuid": c.uuid, "status": c.status, "status_reason": c.status_reason, "host": c.host,
+                "container_id": c.container_id, "task_state": c.task_state, "addresses": to_jsonable(c.addresses)}
+
     # --- reading the DB as zun-api does -------------------------------------------
     def cmd_get(self, p):
         ctx = make_ctx(dict(p, is_admin=True))

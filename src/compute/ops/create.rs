@@ -40,7 +40,12 @@ pub async fn container_create(op: Op) -> MethodResult {
         return Ok(Value::Null);
     }
     op.announce_start(&c, "create");
-    let res = create_flow(&op, &mut c, &uuid, run).await;
+    // A capsule (zun-api 18 sends it here): sandbox, init containers, containers.
+    let res = if c.name == "Capsule" {
+        super::capsule::create_flow(&op, &mut c, &uuid).await
+    } else {
+        create_flow(&op, &mut c, &uuid, run).await
+    };
     if res.is_err() && c.get_str("status") == Some("Error") {
         // zun-api's scheduler allocated for this host; zun leaks it here, we give it back.
         crate::compute::placement::free_container_allocation(&op.svc, &uuid, "create failed").await;
@@ -181,7 +186,7 @@ async fn attach_volumes(op: &Op, c: &mut Container, uuid: &str, reqs: &[volumes:
 }
 
 /// zun's `_check_support_disk_quota`.
-async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), RpcError> {
+pub(crate) async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), RpcError> {
     let disk = c.get("disk").and_then(Value::as_i64).unwrap_or(0);
     if !op.svc.disk_quota_supported {
         if disk != 0 {
@@ -198,7 +203,7 @@ async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), RpcError> {
 }
 
 /// The claim plus `_do_container_create_base`, inside the create event.
-async fn do_container_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
+pub(crate) async fn do_container_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
     let limits: Map<String, Value> = op.arg("limits").and_then(Value::as_object).cloned().unwrap_or_default();
     let request = match checks::resources(c) {
         Ok(r) => r,
@@ -399,7 +404,7 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
 
 /// `requested_networks`, validated; entries without a network id are ignored (the
 /// standalone CLI sends none, zun-api always one).
-fn requested_networks(op: &Op) -> Result<Vec<RequestedNetwork>, crate::compute::network::NetworkError> {
+pub(crate) fn requested_networks(op: &Op) -> Result<Vec<RequestedNetwork>, crate::compute::network::NetworkError> {
     let Some(Value::Array(list)) = op.arg("requested_networks") else { return Ok(vec![]) };
     let wanted: Vec<Value> =
         list.iter().filter(|n| n.get("network").and_then(Value::as_str).is_some_and(|s| !s.trim().is_empty())).cloned().collect();

@@ -161,6 +161,15 @@ pub async fn container_delete(op: Op) -> MethodResult {
         return Err(e);
     }
     let guard = op.begin_task(&mut c, TaskState::ContainerDeleting).await?;
+    // A capsule: its members go first (reverse order), then the sandbox is stopped.
+    if c.name == "Capsule" {
+        if let Err(e) = super::capsule::delete_members(&op, &c, force).await {
+            op.fail(&mut c, &reason(&e), false).await;
+            let _ = op.end_task(&mut c, guard).await;
+            op.announce_end(&c, "delete", true);
+            return Err(e);
+        }
+    }
     if let Err(e) = op.svc.docker.remove(&target, force).await {
         let err = super::docker_error(&e);
         // `force` overrides Docker's refusals, not its absence: destroying the row while

@@ -2,6 +2,7 @@
 //! saving (and announcing) state, `_fail_container`, task-state ownership,
 //! action events (`EventReporter`, `FinishAction`) and Docker error translation
 //! (`wrap_docker_error`).
+pub mod capsule;
 pub mod create;
 pub mod images;
 pub mod inspect;
@@ -60,8 +61,32 @@ pub async fn run(svc: Arc<Services>, req: Request) -> MethodResult {
         "network_attach" => network::network_attach(op).await,
         "network_detach" => network::network_detach(op).await,
         "network_create" | "network_delete" => network::network_create_delete(op).await,
-        "capsule_create" | "capsule_delete" => Err(RpcError::not_supported("capsules are not supported by zun-compute-rs")),
+        // The older rpcapi names of a capsule's create and delete: the same flows.
+        "capsule_create" | "capsule_delete" => capsule_alias(op).await,
         other => Err(RpcError::NoSuchMethod(other.to_string())),
+    }
+}
+
+/// `capsule_create(capsule, requested_networks, requested_volumes, limits)` and
+/// `capsule_delete(capsule)`: zun-api 18 sends capsules through `container_create` /
+/// `container_delete`; these older names run the same flows (`run` false, `force` false).
+async fn capsule_alias(mut op: Op) -> MethodResult {
+    let Some(capsule) = op.args.remove("capsule") else {
+        return Err(RpcError::builtin("TypeError", "missing required argument: 'capsule'"));
+    };
+    let is_capsule = capsule.get(crate::oslo::object::KEY_NAME).and_then(Value::as_str) == Some("Capsule");
+    if !is_capsule {
+        return Err(RpcError::invalid("the capsule argument is not a Capsule object"));
+    }
+    op.args.insert("container".into(), capsule);
+    if op.method == "capsule_create" {
+        op.args.insert("run".into(), Value::Bool(false));
+        op.method = "container_create".into();
+        create::container_create(op).await
+    } else {
+        op.args.insert("force".into(), Value::Bool(false));
+        op.method = "container_delete".into();
+        lifecycle::container_delete(op).await
     }
 }
 
