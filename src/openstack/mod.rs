@@ -4,9 +4,11 @@
 //! - [`session`]: Keystone v3 (`[keystone_auth]`): token cache and renewal, catalog,
 //!   [`ServiceClient`] for any service, the user's token from an RPC context.
 //! - [`neutron`]: networks, subnets, ports, security groups.
+//! - [`glance`]: images (find, download verified, create/update/upload/delete).
 //! - [`placement`]: resource provider, inventories, traits, allocations.
 //! - [`error`]: [`OpenStackError`], naming the service, the call and the status.
 pub mod error;
+pub mod glance;
 pub mod neutron;
 pub mod placement;
 pub mod session;

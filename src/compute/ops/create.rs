@@ -270,13 +270,20 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
             return Err(RpcError::invalid(msg));
         }
     };
-    if driver == "glance" {
-        let msg = "Glance images are not supported by zun-compute-rs yet (no [glance] configured)";
-        op.fail(c, msg, false).await;
-        return Err(RpcError::not_supported(msg));
-    }
-    let policy = image_ref::pull_policy(c.get_str("image_pull_policy"), &tag);
+    // Glance: found, downloaded, verified, loaded and tagged (ops/glance.rs).
+    let (repo, tag) = if driver == "glance" {
+        if svc.glance.is_none() {
+            let msg = "Glance images need [keystone_auth] on this host: no Glance client is configured";
+            op.fail(c, msg, false).await;
+            return Err(RpcError::not_supported(msg));
+        }
+        super::glance::pull(op, c, &repo).await?
+    } else {
+        (repo, tag)
+    };
     let reference = mapping::image_reference(&repo, &tag);
+    if driver != "glance" {
+    let policy = image_ref::pull_policy(c.get_str("image_pull_policy"), &tag);
     let present = svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e));
     let present = match present {
         Ok(p) => p,
@@ -309,6 +316,7 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
     }
     if c.get_str("image_driver") != Some("docker") {
         c.set("image_driver", json!("docker"));
+    }
     }
     op.save(c).await?;
 

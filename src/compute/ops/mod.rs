@@ -3,6 +3,7 @@
 //! action events (`EventReporter`, `FinishAction`) and Docker error translation
 //! (`wrap_docker_error`).
 pub mod create;
+pub mod glance;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;
