@@ -5,8 +5,7 @@
 //! A create's image: found in Glance by id or name, downloaded under `[glance]
 //! images_directory` with its checksum verified, `docker load`ed, tagged
 //! `<glance reference>:latest` (what the container is created from), and the tar
-//! removed. Every failure before the load leaves nothing behind (no tar, no image);
-//! a failed tag removes what the load added.
+//! removed. Every failure before the load leaves nothing behind (no tar, no image).
 use super::{docker_error, Op};
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::openstack::glance::{Glance, GlanceError};
@@ -95,9 +94,8 @@ async fn pull_inner(op: &Op, c: &Container, repo: &str) -> Result<(String, Strin
         return Err(RpcError::internal(format!("{prefix}docker load of Glance image {} reported no image", image.id)));
     };
     if let Err(e) = docker.tag_image(&source, repo, LOCAL_TAG).await {
-        for r in &loaded {
-            let _ = docker.remove_image(r).await;
-        }
+        // What the tar named may be other containers' image too: it stays.
+        tracing::warn!(container = %uuid, loaded = ?loaded, error = %e, "tagging the loaded Glance image failed");
         return Err(docker_error(&e));
     }
     tracing::info!(container = %uuid, image = %image.id, loaded = %source, reference = %reference, "Glance image loaded and tagged");
