@@ -122,7 +122,11 @@ fn search(zc: &mut ZunClient, stack: &Stack, host: &str, image: &str, exact: boo
             }),
         )
         .unwrap_or_else(|e| panic!("image_search {image}: {e}"));
-    r.as_array().unwrap_or_else(|| panic!("image_search answered {r}")).iter().filter_map(|i| i["id"].as_str().map(str::to_string)).collect()
+    r.as_array()
+        .unwrap_or_else(|| panic!("image_search answered {r}"))
+        .iter()
+        .filter_map(|i| i["id"].as_str().map(str::to_string))
+        .collect()
 }
 
 /// A Glance image runs; `image_search` finds it (exact and by part of its name);
@@ -205,6 +209,7 @@ fn a_corrupt_glance_image_ends_the_create_in_error_with_nothing_loaded() {
     let uuid = w.run(&net, &unique("zunrs-glance-bad"), &["--image-driver", "glance", &name, "sleep", "3600"]);
     let c = w.wait_status(&uuid, "Error", RUNNING);
     let reason = c["status_reason"].as_str().unwrap_or_default();
+    eprintln!("[glance] corrupt image: {reason}");
     assert!(reason.contains("checksum mismatch") && reason.contains(&img.id), "reason: {reason}");
     assert_eq!(leftover_tars(&w), Vec::<String>::new(), "no tar left");
     assert!(!docker_image_exists(&format!("{name}:latest")), "nothing loaded nor tagged");
@@ -233,6 +238,7 @@ fn glance_down_ends_the_create_in_error_with_nothing_loaded() {
     let uuid = w.run(&net, &unique("zunrs-glance-down"), &["--image-driver", "glance", &name, "sleep", "3600"]);
     let c = w.wait_status(&uuid, "Error", RUNNING);
     let reason = c["status_reason"].as_str().unwrap_or_default();
+    eprintln!("[glance] Glance down: {reason}");
     assert!(reason.contains("Cannot download image from glance") && reason.contains("Glance"), "reason: {reason}");
     assert!(reason.contains("unreachable"), "reason: {reason}");
     assert_eq!(leftover_tars(&w), Vec::<String>::new(), "no tar left");

@@ -191,18 +191,7 @@ impl Glance {
             return Ok(self.get(auth, ident).await?.into_iter().filter(Image::is_docker).collect());
         }
         let listed = self.list_docker(auth, exact.then_some(ident)).await?;
-        let mut images: Vec<Image> =
-            listed.into_iter().filter(|i| if exact { i.name == ident } else { i.name.contains(ident) }).collect();
-        if !tag.is_empty() && !images.is_empty() {
-            if images.len() == 1 {
-                if !images[0].tags.is_empty() && !images[0].tags.iter().any(|t| t == tag) {
-                    images.clear();
-                }
-            } else {
-                images.retain(|i| i.tags.iter().any(|t| t == tag));
-            }
-        }
-        Ok(images)
+        Ok(select(listed, ident, tag, exact))
     }
 
     /// zun's `find_image`: exactly one match, else `NotFound` / `Ambiguous`.
@@ -349,12 +338,12 @@ impl Glance {
         }
         let std_path = path.to_path_buf();
         let make = move || -> Result<reqwest::Body, OpenStackError> {
-            let f = std::fs::File::open(&std_path)
-                .map_err(|e| OpenStackError::Config(format!("cannot open {}: {e}", std_path.display())))?;
+            let f =
+                std::fs::File::open(&std_path).map_err(|e| OpenStackError::Config(format!("cannot open {}: {e}", std_path.display())))?;
             Ok(reqwest::Body::wrap(FileBody { file: tokio::fs::File::from_std(f), buf: vec![0; 256 * 1024], len }))
         };
-        let req = Request::new(Method::PUT, format!("/v2/images/{}/file", path_segment(id)))
-            .header("Content-Type", "application/octet-stream");
+        let req =
+            Request::new(Method::PUT, format!("/v2/images/{}/file", path_segment(id))).header("Content-Type", "application/octet-stream");
         self.client.send_raw(auth, &req, Some(&make), self.transfer_timeout).await?;
         tracing::info!(image = %id, bytes = len, "image uploaded to Glance");
         Ok(())
@@ -372,6 +361,21 @@ impl Glance {
         resp.check()?;
         Ok(())
     }
+}
+
+/// zun's name and tag filter of `find_images` (pure).
+pub fn select(listed: Vec<Image>, ident: &str, tag: &str, exact: bool) -> Vec<Image> {
+    let mut images: Vec<Image> = listed.into_iter().filter(|i| if exact { i.name == ident } else { i.name.contains(ident) }).collect();
+    if !tag.is_empty() && !images.is_empty() {
+        if images.len() == 1 {
+            if !images[0].tags.is_empty() && !images[0].tags.iter().any(|t| t == tag) {
+                images.clear();
+            }
+        } else {
+            images.retain(|i| i.tags.iter().any(|t| t == tag));
+        }
+    }
+    images
 }
 
 fn io(what: &'static str, path: &Path, e: &std::io::Error) -> GlanceError {
@@ -470,6 +474,24 @@ mod tests {
         assert_eq!(i.checksum.as_deref(), Some("abc"));
         assert!(i.is_docker());
         assert_eq!(i.size, Some(3));
+    }
+
+    fn img(id: &str, name: &str, tags: &[&str]) -> Image {
+        Image::from_json(&json!({"id": id, "name": name, "tags": tags, "container_format": "docker"}), "GET").unwrap()
+    }
+
+    #[test]
+    fn names_and_tags_select_as_zun_does() {
+        let all = || vec![img("a", "busybox", &[]), img("b", "busybox-2", &["v1"]), img("c", "cirros", &["v1", "v2"])];
+        let ids = |v: Vec<Image>| v.into_iter().map(|i| i.id).collect::<Vec<_>>();
+        assert_eq!(ids(select(all(), "busybox", "", true)), ["a"]);
+        assert_eq!(ids(select(all(), "busybox", "", false)), ["a", "b"]);
+        // one match without tags keeps whatever the tag; with tags, only when it has it
+        assert_eq!(ids(select(all(), "busybox", "v9", true)), ["a"]);
+        assert!(select(all(), "cirros", "v9", true).is_empty());
+        assert_eq!(ids(select(all(), "cirros", "v2", true)), ["c"]);
+        // several matches keep those with the tag
+        assert_eq!(ids(select(all(), "busybox", "v1", false)), ["b"]);
     }
 
     #[test]

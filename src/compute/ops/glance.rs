@@ -34,9 +34,10 @@ fn auth(user: &Option<UserToken>) -> Auth<'_> {
 
 /// Glance, or zun's answer when it is not configured.
 pub fn client(op: &Op) -> Result<Arc<Glance>, RpcError> {
-    op.svc.glance.clone().ok_or_else(|| {
-        RpcError::not_supported("Glance is not configured on this host ([keystone_auth] and [glance_client] are needed)")
-    })
+    op.svc
+        .glance
+        .clone()
+        .ok_or_else(|| RpcError::not_supported("Glance is not configured on this host ([keystone_auth] and [glance_client] are needed)"))
 }
 
 /// zun's exception class for a Glance failure.
@@ -151,10 +152,7 @@ pub(crate) async fn commit(
 async fn upload(op: &Op, glance: &Glance, user: &Option<UserToken>, id: &str, reference: &str, tag: &str) -> Result<(), RpcError> {
     // Docker's tar is what Glance holds for a docker image; zun says qcow2, which a
     // Glance that inspects uploads (29+) refuses for a tar.
-    glance
-        .update_image(auth(user), id, "raw", "docker", &[tag.to_string()])
-        .await
-        .map_err(|e| rpc_error(&e, ""))?;
+    glance.update_image(auth(user), id, "raw", "docker", &[tag.to_string()]).await.map_err(|e| rpc_error(&e, ""))?;
     let dir = op.svc.settings.glance_images_directory();
     tokio::fs::create_dir_all(&dir).await.map_err(|e| RpcError::internal(format!("cannot create {}: {e}", dir.display())))?;
     let tar = dir.join(format!("{id}.commit.tar"));

@@ -33,7 +33,14 @@ pub async fn container_commit(op: Op) -> MethodResult {
 }
 
 /// Pause (when running), `docker commit` to `repo:tag`, unpause: the local image id.
-async fn local_commit(op: &Op, c: &mut crate::oslo::Container, id: &str, repo: &str, tag: &str, was_running: bool) -> Result<String, RpcError> {
+async fn local_commit(
+    op: &Op,
+    c: &mut crate::oslo::Container,
+    id: &str,
+    repo: &str,
+    tag: &str,
+    was_running: bool,
+) -> Result<String, RpcError> {
     let uuid = c.uuid().unwrap_or_default().to_string();
     let res: Result<String, RpcError> = async {
         if was_running {
