@@ -7,10 +7,11 @@
 #   kuryr-libnetwork   http://127.0.0.1:23750     Docker network plugin "kuryr"
 #   zun-api 18.0.0     http://127.0.0.1:9517/v1   keystone auth, kuryr network driver
 #   Cinder 29          http://127.0.0.1:8776/v3   api + scheduler + volume, loop-device driver zunrs_loopvol
+#   Glance 33          http://127.0.0.1:9292      keystone auth, file store under state/glance (catalog `image`)
 #   client             python-openstackclient + python-zunclient + osc-placement (`openstack appcontainer`, `openstack resource provider`)
 #
 # Usage:  bash scripts/openstack.sh up|status|stop|env [SERVICE...]
-#   SERVICE: keystone placement neutron kuryr zun-api client cinder (default: all, in this order)
+#   SERVICE: keystone placement neutron kuryr zun-api client cinder glance (default: all, in this order)
 #   up      install (uv, pinned, venvs under the state dir), configure, start and wait
 #           for each service that is not answering already. Idempotent, and safe to
 #           run from several shells at once (lock). Restarting a service keeps its data.
@@ -39,6 +40,8 @@ DB_URL_BASE=mysql+pymysql://root@127.0.0.1
 KURYR_SPEC=/etc/docker/plugins/kuryr.spec
 ALL=(keystone placement neutron kuryr zun-api client)
 ALL+=(cinder)
+ALL+=(glance) # Glance: after keystone, nothing needs it earlier
+GPORT=9292
 TOKEN_LIFETIME=${ZUNRS_OS_TOKEN_LIFETIME:-180}
 
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin:/sbin ;; esac
@@ -94,6 +97,7 @@ packages() {
     neutron) echo "neutron==29.0.0 pymysql gunicorn $OS/src/zunrs_mech" ;;
     kuryr) echo "kuryr-libnetwork==18.0.0" ;;
     cinder) echo "cinder==29.0.0 pymysql gunicorn $OS/src/zunrs_loopvol" ;;
+    glance) echo "glance==33.0.0 pymysql gunicorn" ;;
     client) echo "python-openstackclient==10.5.0 python-zunclient==5.5.0 osc-placement==4.9.1" ;;
   esac
 }
@@ -176,11 +180,14 @@ ok_neutron() { [ "$(http_code "http://127.0.0.1:$NPORT/")" = 200 ]; }
 ok_kuryr() { [ "$(http_code -X POST "http://127.0.0.1:$KURYR_PORT/Plugin.Activate")" = 200 ] && [ -f "$KURYR_SPEC" ]; }
 ok_zun-api() { [ "$(http_code "http://127.0.0.1:$ZPORT/")" = 200 ]; }
 ok_cinder() { [ "$(http_code "http://127.0.0.1:$CPORT/")" = 300 ] && cinder_volume_up; }
+ok_glance() { [ "$(http_code "http://127.0.0.1:$GPORT/")" = 300 ]; } # the version list
 ok_client() { [ -x "$OS/venv/client/bin/openstack" ] && [ -f "$OS/venv/client/.zunrs-built" ]; }
 probe() { "ok_$1"; }
 port_of() {
   case $1 in keystone) echo $KPORT ;; placement) echo $PPORT ;; neutron) echo $NPORT ;;
-    kuryr) echo $KURYR_PORT ;; zun-api) echo $ZPORT ;; cinder) echo $CPORT ;; *) echo - ;; esac
+    kuryr) echo $KURYR_PORT ;; zun-api) echo $ZPORT ;; cinder) echo $CPORT ;;
+    glance) echo $GPORT ;;
+    *) echo - ;; esac
 }
 
 # ------------------------------------------------------------------ keystone
@@ -497,6 +504,51 @@ EOF
     || fail_with_log "$OS/log/cinder.log" "cinder-api does not answer on $CPORT"
 }
 
+# ------------------------------------------------------------------ glance
+# glance-api 33 under serve_wsgi.py, keystone auth (service user `glance`), the file store
+# under $OS/state/glance. Its user and its `image` catalog entry come from
+# keystone_setup.py (run again here: idempotent, and Keystone may predate this block).
+start_glance() {
+  local e=$OS/etc/glance d=$OS/state/glance
+  mkdir -p "$e" "$d/images" "$d/staging" "$d/tasks"
+  ok_keystone || die "glance needs keystone up (openstack.sh up keystone)"
+  db_ensure glance
+  python3 "$FILES/keystone_setup.py" "$KURL" "http://127.0.0.1:$PPORT" "http://127.0.0.1:$NPORT" \
+    "http://127.0.0.1:$ZPORT/v1" >"$OS/log/keystone-setup-glance.log" 2>&1 \
+    || fail_with_log "$OS/log/keystone-setup-glance.log" "registering glance in keystone failed"
+  { cat <<EOF
+# written by zun-compute-rs scripts/openstack.sh
+[DEFAULT]
+log_file = $OS/log/glance-app.log
+bind_host = 127.0.0.1
+bind_port = $GPORT
+enabled_backends = file:file
+[database]
+connection = $DB_URL_BASE/zunrs_os_glance?charset=utf8
+[glance_store]
+default_backend = file
+[file]
+filesystem_store_datadir = $d/images
+[os_glance_staging_store]
+filesystem_store_datadir = $d/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $d/tasks
+[paste_deploy]
+flavor = keystone
+EOF
+    authtoken glance; } >"$e/glance-api.conf"
+  cp "$OS/venv/glance/etc/glance/glance-api-paste.ini" "$e/" \
+    || die "no glance-api-paste.ini in $OS/venv/glance/etc/glance"
+  if ! db_has_tables glance || [ ! -f "$OS/state/glance.migrated" ]; then
+    "$OS/venv/glance/bin/glance-manage" --config-file "$e/glance-api.conf" db_sync \
+      >"$OS/log/glance-manage.log" 2>&1 || fail_with_log "$OS/log/glance-manage.log" "glance-manage db_sync failed"
+    touch "$OS/state/glance.migrated"
+  fi
+  serve glance $GPORT glance.wsgi.api:application OS_GLANCE_CONFIG_DIR="$e"
+  wait_for 30 glance "$(pid_of "$OS/run/glance.pid")" ok_glance \
+    || fail_with_log "$OS/log/glance.log" "glance does not answer on $GPORT"
+}
+
 # ------------------------------------------------------------------ env file
 write_env() {
   cat >"$OS/env.sh.tmp" <<EOF
@@ -521,6 +573,7 @@ export ZUNRS_OS_OPENSTACK_CLI=$OS/venv/client/bin/openstack
 export ZUNRS_OS_TOKEN_LIFETIME=$TOKEN_LIFETIME
 export ZUNRS_OS_LOCK=$OS/stack.lock
 export ZUNRS_OS_CINDER_URL=http://127.0.0.1:$CPORT/v3
+export ZUNRS_OS_GLANCE_URL=http://127.0.0.1:$GPORT
 EOF
   mv "$OS/env.sh.tmp" "$OS/env.sh"
 }
@@ -542,6 +595,7 @@ cmd_up() {
   for s in "${svcs[@]}"; do
     t0=$(now_ns)
     case $s in keystone|placement|neutron|kuryr|client|cinder) install_venv "$s" ;; esac
+    case $s in glance) install_venv "$s" ;; esac
     pid=$(pid_of "$OS/run/$s.pid")
     if probe "$s"; then
       if [ "$s" != client ] && ! alive "$pid"; then
@@ -618,6 +672,7 @@ cmd_reset() {
   cmd_stop
   local d
   for d in keystone placement neutron zun cinder; do mysql_q "DROP DATABASE IF EXISTS zunrs_os_$d" || true; done
+  mysql_q "DROP DATABASE IF EXISTS zunrs_os_glance" || true
   rabbitmqctl -q delete_vhost "$VHOST" >/dev/null 2>&1 || true
   rm -rf "$OS/state" "$OS/etc" "$OS/run" "$OS/env.sh"
   log "reset: databases, vhost and state removed (venvs kept)"

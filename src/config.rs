@@ -118,6 +118,8 @@ pub struct DefaultSection {
     /// `json` for JSON log lines; anything else for text.
     pub log_format: String,
     pub auth_encryption_key: Secret,
+    /// zun's image driver when a request names none (`image_search`): `docker` or `glance`.
+    pub default_image_driver: String,
 }
 
 impl Default for DefaultSection {
@@ -139,6 +141,7 @@ impl Default for DefaultSection {
             debug: false,
             log_format: "text".into(),
             auth_encryption_key: Secret::new("notgood but just long enough i t"),
+            default_image_driver: "docker".into(),
         }
     }
 }
@@ -490,6 +493,26 @@ impl Default for VolumeSection {
     }
 }
 
+/// `[glance]` (zun/conf/image_driver.py's `images_directory`, plus our bounds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GlanceSection {
+    /// Where a Glance image's tar is downloaded (`<id>.tar`) before `docker load`, and a
+    /// committed image is saved before its upload; default `$state_path/images` (zun's).
+    pub images_directory: Option<String>,
+    /// Ours: the largest image downloaded from Glance or uploaded to it, in MiB. Glance's
+    /// `size` is checked before the download and the bytes while they arrive.
+    pub max_image_size_mb: u64,
+    /// Ours: how long one download or upload may take, in seconds.
+    pub transfer_timeout: u64,
+}
+
+impl Default for GlanceSection {
+    fn default() -> Self {
+        GlanceSection { images_directory: None, max_image_size_mb: 10240, transfer_timeout: 600 }
+    }
+}
+
 /// `[oslo_messaging_notifications]`
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -557,6 +580,12 @@ pub struct Settings {
     pub volume: VolumeSection,
     #[serde(default)]
     pub cinder_client: ClientSection,
+    /// `[glance_client]`: how Glance is found in the catalog (zun's options).
+    #[serde(default)]
+    pub glance_client: ClientSection,
+    /// `[glance]`: where Glance images are downloaded, and our bounds on them.
+    #[serde(default)]
+    pub glance: GlanceSection,
 }
 
 /// Keys whose values are secrets, never printed.
@@ -638,6 +667,14 @@ impl Settings {
         match &self.database.sqlite_path {
             Some(p) => PathBuf::from(p),
             None => Path::new(&self.default.state_path).join("zun-compute-rs.sqlite"),
+        }
+    }
+
+    /// `[glance] images_directory`, default `$state_path/images`.
+    pub fn glance_images_directory(&self) -> PathBuf {
+        match self.glance.images_directory.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d),
+            None => Path::new(&self.default.state_path).join("images"),
         }
     }
 

@@ -48,6 +48,18 @@ pub fn network_driver(
     Ok(Some(Arc::new(crate::compute::network::Kuryr::new(Neutron::new(client), &settings.network.driver_name, host))))
 }
 
+/// Glance (`[glance_client]`, `[glance]` bounds) when `[keystone_auth]` is set.
+pub fn glance_client(
+    settings: &Settings,
+    session: Option<&crate::openstack::Session>,
+) -> Result<Option<Arc<crate::openstack::glance::Glance>>, crate::openstack::OpenStackError> {
+    let Some(session) = session else { return Ok(None) };
+    let client = session.client(crate::openstack::Service::Glance, &settings.glance_client)?;
+    let max = settings.glance.max_image_size_mb.max(1).saturating_mul(1024 * 1024);
+    let timeout = Duration::from_secs(settings.glance.transfer_timeout.max(1));
+    Ok(Some(Arc::new(crate::openstack::glance::Glance::new(client, max, timeout))))
+}
+
 /// Connects to Docker and negotiates the API version.
 pub async fn connect_docker(settings: &Settings) -> Result<DockerClient, DockerError> {
     let docker = DockerClient::connect(&DockerSettings {
@@ -234,6 +246,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         }
     };
     let kuryr = network_driver(&settings, keystone.as_ref(), &host)?;
+    let glance = glance_client(&settings, keystone.as_ref())?;
     let svc = Arc::new(Services {
         conf: ComputeSettings::from_settings(&settings),
         settings: settings.clone(),
@@ -247,6 +260,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
         keystone,
         placement,
         kuryr,
+        glance,
     });
     let executor = Executor::new(settings.compute.max_concurrent_operations, Some(metrics.clone()));
     let manager = Arc::new(Manager::new(svc.clone(), executor.clone()));

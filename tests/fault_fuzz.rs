@@ -344,6 +344,7 @@ async fn the_real_manager_survives_malformed_messages_and_handles_a_create() {
         keystone: None,
         placement: None,
         kuryr: None,
+        glance: None,
     });
     let executor = Executor::new(8, Some(metrics));
     let manager = Arc::new(Manager::new(svc, executor.clone()));

@@ -246,6 +246,7 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
         keystone: None,
         placement: None,
         kuryr: None,
+        glance: None,
     });
     let poison_uuid = uuid::Uuid::new_v4().to_string();
     let target = poison_uuid.clone();

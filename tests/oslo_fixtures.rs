@@ -220,6 +220,7 @@ async fn real_manager(dir: &std::path::Path) -> std::sync::Arc<zun_compute_rs::c
         keystone: None,
         placement: None,
         kuryr: None,
+        glance: None,
     });
     Arc::new(Manager::new(svc, Executor::new(2, Some(metrics))))
 }

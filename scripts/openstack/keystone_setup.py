@@ -110,3 +110,28 @@ for iface in ('public', 'internal', 'admin'):
         api('DELETE', '/endpoints/%s' % e['id'])
     api('POST', '/endpoints', {'endpoint': {'service_id': sid, 'interface': iface, 'url': CINDER, 'region_id': REGION}})
 print('user cinder; service cinderv3 (volumev3): %s' % CINDER)
+
+# ---- Glance (helper glance): user `glance` and catalog type `image`, own block so the
+# other services' blocks merge cleanly. URL from ZUNRS_OS_GLANCE_URL (openstack.sh's).
+def register_glance():
+    import os
+    url = os.environ.get('ZUNRS_OS_GLANCE_URL', 'http://127.0.0.1:9292')
+    uid = ensure('users', 'user', {'name': 'glance'},
+                 {'name': 'glance', 'password': 'glance', 'domain_id': 'default'})
+    for role in (admin_role, service_role):
+        api('PUT', '/projects/%s/users/%s/roles/%s' % (project, uid, role))
+    sid = ensure('services', 'service', {'type': 'image'},
+                 {'name': 'glance', 'type': 'image', 'enabled': True})
+    existing = api('GET', '/endpoints?service_id=%s' % sid)['endpoints']
+    for iface in ('public', 'internal', 'admin'):
+        same = [e for e in existing if e['interface'] == iface]
+        if any(e['url'] == url and e.get('region_id') == REGION for e in same):
+            continue
+        for e in same:
+            api('DELETE', '/endpoints/%s' % e['id'])
+        api('POST', '/endpoints', {'endpoint': {
+            'service_id': sid, 'interface': iface, 'url': url, 'region_id': REGION}})
+    print('user glance; service glance (image): public, internal, admin %s' % url)
+
+
+register_glance()

@@ -32,6 +32,9 @@ pub struct Services {
     pub placement: Option<Arc<crate::openstack::placement::Placement>>,
     /// The kuryr network driver, when `[network] driver = kuryr` and Keystone is configured.
     pub kuryr: Option<Arc<super::network::Kuryr>>,
+    /// Glance (`[glance_client]`), for `image_driver = glance`, `image_search` and
+    /// `container_commit`; `None` when standalone.
+    pub glance: Option<Arc<crate::openstack::glance::Glance>>,
 }
 
 /// How zun-compute runs a method.

@@ -379,6 +379,84 @@ impl DockerClient {
         items.iter().map(|i| to_value(i, &req)).collect()
     }
 
+    /// `POST /images/load` (`docker load`) from the tar at `path`, streamed. Returns what
+    /// Docker reports as loaded: `repo:tag` references, or `sha256:<id>` for an image
+    /// without one. The timeout applies to each wait for Docker's next message.
+    pub async fn load_image(&self, path: &std::path::Path) -> Result<Vec<String>, DockerError> {
+        let req = "POST /images/load".to_string();
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|e| DockerError::new(DockerErrorKind::Config, format!("cannot open {}: {e}", path.display()), &req))?;
+        let chunks = futures_util::stream::unfold(file, |mut f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 256 * 1024];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(bytes::Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        let opts = qp::ImportImageOptions { quiet: true, ..Default::default() };
+        let mut stream = Box::pin(self.docker.import_image_stream(opts, chunks, None));
+        let mut loaded = Vec::new();
+        loop {
+            match self.timed(&req, async { Ok(stream.next().await) }).await? {
+                None => break,
+                Some(Err(e)) => return Err(DockerError::from_bollard(e, &req)),
+                Some(Ok(info)) => {
+                    if let Some(err) = info.error_detail.and_then(|d| d.message) {
+                        return Err(DockerError::new(DockerErrorKind::Stream, err, &req));
+                    }
+                    let text = info.stream.or(info.status).unwrap_or_default();
+                    for line in text.lines() {
+                        if let Some(r) = line.strip_prefix("Loaded image: ").or_else(|| line.strip_prefix("Loaded image ID: ")) {
+                            loaded.push(r.trim().to_string());
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(path = %path.display(), images = ?loaded, "image tar loaded");
+        Ok(loaded)
+    }
+
+    /// `GET /images/{name}/get` (`docker save`) into the file `path`, at most `max_bytes`
+    /// (the file is removed when the save fails or is larger). Returns its size.
+    pub async fn save_image(&self, name: &str, path: &std::path::Path, max_bytes: u64) -> Result<u64, DockerError> {
+        use tokio::io::AsyncWriteExt;
+        let seg = image_segment(name);
+        let req = format!("GET /images/{seg}/get");
+        let fail = |detail: String| DockerError::new(DockerErrorKind::Config, detail, &req);
+        let res: Result<u64, DockerError> = async {
+            let mut file = tokio::fs::File::create(path).await.map_err(|e| fail(format!("cannot create {}: {e}", path.display())))?;
+            let mut stream = Box::pin(self.docker.export_image(&seg));
+            let mut total: u64 = 0;
+            loop {
+                match self.timed(&req, async { Ok(stream.next().await) }).await? {
+                    None => break,
+                    Some(Err(e)) => return Err(DockerError::from_bollard(e, &req)),
+                    Some(Ok(chunk)) => {
+                        total = total.saturating_add(chunk.len() as u64);
+                        if total > max_bytes {
+                            return Err(fail(format!("the image is larger than {max_bytes} bytes")));
+                        }
+                        file.write_all(&chunk).await.map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+                    }
+                }
+            }
+            file.sync_all().await.map_err(|e| fail(format!("cannot write {}: {e}", path.display())))?;
+            Ok(total)
+        }
+        .await;
+        if res.is_err() {
+            let _ = tokio::fs::remove_file(path).await;
+        }
+        res
+    }
+
     /// `POST /commit?container=&repo=&tag=`: returns the new image id.
     pub async fn commit(&self, container: &str, repo: &str, tag: Option<&str>) -> Result<String, DockerError> {
         let req = format!("POST /commit?container={container}&repo={repo}&tag={}", tag.unwrap_or(""));

@@ -5,10 +5,12 @@
 //!   [`ServiceClient`] for any service, the user's token from an RPC context.
 //! - [`cinder`]: volumes and the legacy attach flow (reserve, connection, attach, detach).
 //! - [`neutron`]: networks, subnets, ports, security groups.
+//! - [`glance`]: images (find, download verified, create/update/upload/delete).
 //! - [`placement`]: resource provider, inventories, traits, allocations.
 //! - [`error`]: [`OpenStackError`], naming the service, the call and the status.
 pub mod cinder;
 pub mod error;
+pub mod glance;
 pub mod neutron;
 pub mod placement;
 pub mod session;

@@ -503,6 +503,75 @@ impl ServiceClient {
         self.send(auth, req).await?.check()
     }
 
+    /// A call whose request body is streamed (`body` builds it, once per attempt) and
+    /// whose answer the caller reads itself (downloads): the headers are in, the body is
+    /// not. `timeout` bounds the whole transfer (the session's timeout is for small
+    /// calls). A service token refused with 401 is renewed once, as in [`Self::send`];
+    /// nothing else is retried. A non-2xx answer is read (bounded) into the error.
+    pub async fn send_raw(
+        &self,
+        auth: Auth<'_>,
+        req: &Request,
+        body: Option<&(dyn Fn() -> Result<reqwest::Body, OpenStackError> + Sync)>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, OpenStackError> {
+        let token = match auth {
+            Auth::User(user) => user.token.clone(),
+            Auth::Service => self.session.token().await?.id.clone(),
+        };
+        let mut resp = self.raw_attempt(auth, &token, req, body, timeout).await?;
+        if resp.status().as_u16() == 401 && matches!(auth, Auth::Service) {
+            tracing::info!(service = %self.service, call = %req.call(), "service token refused (401); renewing it once");
+            self.session.invalidate(&token).await;
+            let token = self.session.token().await?.id.clone();
+            resp = self.raw_attempt(auth, &token, req, body, timeout).await?;
+        }
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        // An error body is small; a hostile one is cut at 64 KiB.
+        let mut bytes = Vec::new();
+        while let Ok(Some(chunk)) = resp.chunk().await {
+            bytes.extend_from_slice(&chunk[..chunk.len().min(65536 - bytes.len().min(65536))]);
+            if bytes.len() >= 65536 {
+                break;
+            }
+        }
+        Err(Response { service: self.service, call: req.call(), status, headers, body: bytes.into() }.error())
+    }
+
+    async fn raw_attempt(
+        &self,
+        auth: Auth<'_>,
+        token: &TokenId,
+        req: &Request,
+        body: Option<&(dyn Fn() -> Result<reqwest::Body, OpenStackError> + Sync)>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, OpenStackError> {
+        let call = req.call();
+        let base = self.endpoint(auth).await?;
+        let mut url = url::Url::parse(&format!("{base}{}", req.path))
+            .map_err(|e| OpenStackError::Config(format!("bad {} URL {base}{}: {e}", self.service, req.path)))?;
+        if !req.query.is_empty() {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in &req.query {
+                q.append_pair(k, v);
+            }
+        }
+        let mut rb = self.http.request(req.method.clone(), url).header("X-Auth-Token", token.expose()).timeout(timeout);
+        for (k, v) in &req.headers {
+            rb = rb.header(k.as_str(), v.as_str());
+        }
+        if let Some(make) = body {
+            rb = rb.body(make()?);
+        }
+        let resp = rb.send().await.map_err(|e| transport_error(self.service, &call, &e, timeout))?;
+        tracing::debug!(service = %self.service, call = %call, status = resp.status().as_u16(), "openstack transfer started");
+        Ok(resp)
+    }
+
     async fn send_once(&self, auth: Auth<'_>, req: &Request) -> Result<Response, OpenStackError> {
         match auth {
             Auth::User(user) => self.attempt(auth, &user.token, req).await,

@@ -304,45 +304,53 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
             return Err(RpcError::invalid(msg));
         }
     };
-    if driver == "glance" {
-        let msg = "Glance images are not supported by zun-compute-rs yet (no [glance] configured)";
-        op.fail(c, msg, false).await;
-        return Err(RpcError::not_supported(msg));
-    }
-    let policy = image_ref::pull_policy(c.get_str("image_pull_policy"), &tag);
-    let reference = mapping::image_reference(&repo, &tag);
-    let present = svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e));
-    let present = match present {
-        Ok(p) => p,
-        Err(e) => {
-            op.fail(c, &reason(&e), false).await;
-            return Err(e);
+    // Glance: found, downloaded, verified, loaded and tagged (ops/glance.rs).
+    let (repo, tag) = if driver == "glance" {
+        if svc.glance.is_none() {
+            let msg = "Glance images need [keystone_auth] on this host: no Glance client is configured";
+            op.fail(c, msg, false).await;
+            return Err(RpcError::not_supported(msg));
         }
+        super::glance::pull(op, c, &repo).await?
+    } else {
+        (repo, tag)
     };
-    if image_ref::should_pull(&policy, present.is_some()) {
-        let creds = credentials(op, &repo);
-        tracing::info!(container = c.uuid().unwrap_or("-"), image = %reference, policy = policy.as_str(), "pulling image");
-        if let Err(e) = svc.docker.pull(&repo, &tag, creds.as_ref()).await {
-            let (msg, err) = if e.is_not_found() {
-                let m = e.to_string();
-                (m.clone(), RpcError::image_not_found(m))
-            } else {
-                let m = format!("Cannot download image from docker: Error on pulling image: {repo}:{tag}: {}", e.message);
-                (m.clone(), RpcError::internal(m))
+    let reference = mapping::image_reference(&repo, &tag);
+    if driver != "glance" {
+        let policy = image_ref::pull_policy(c.get_str("image_pull_policy"), &tag);
+        let present = svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e));
+        let present = match present {
+            Ok(p) => p,
+            Err(e) => {
+                op.fail(c, &reason(&e), false).await;
+                return Err(e);
+            }
+        };
+        if image_ref::should_pull(&policy, present.is_some()) {
+            let creds = credentials(op, &repo);
+            tracing::info!(container = c.uuid().unwrap_or("-"), image = %reference, policy = policy.as_str(), "pulling image");
+            if let Err(e) = svc.docker.pull(&repo, &tag, creds.as_ref()).await {
+                let (msg, err) = if e.is_not_found() {
+                    let m = e.to_string();
+                    (m.clone(), RpcError::image_not_found(m))
+                } else {
+                    let m = format!("Cannot download image from docker: Error on pulling image: {repo}:{tag}: {}", e.message);
+                    (m.clone(), RpcError::internal(m))
+                };
+                op.fail(c, &msg, false).await;
+                return Err(err);
+            }
+        } else if present.is_none() {
+            let msg = match policy {
+                PullPolicy::Never => format!("Image {repo} not present with pull policy of Never"),
+                _ => format!("Image {repo} not present with pull policy of {}", policy.as_str()),
             };
             op.fail(c, &msg, false).await;
-            return Err(err);
+            return Err(RpcError::image_not_found(msg));
         }
-    } else if present.is_none() {
-        let msg = match policy {
-            PullPolicy::Never => format!("Image {repo} not present with pull policy of Never"),
-            _ => format!("Image {repo} not present with pull policy of {}", policy.as_str()),
-        };
-        op.fail(c, &msg, false).await;
-        return Err(RpcError::image_not_found(msg));
-    }
-    if c.get_str("image_driver") != Some("docker") {
-        c.set("image_driver", json!("docker"));
+        if c.get_str("image_driver") != Some("docker") {
+            c.set("image_driver", json!("docker"));
+        }
     }
     op.save(c).await?;
 

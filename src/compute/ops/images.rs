@@ -1,4 +1,4 @@
-//! Image operations: `container_commit` (to a local image: there is no Glance here),
+//! Image operations: `container_commit` (to Glance when configured, else a local image),
 //! `image_pull`, `image_delete` and `image_search`.
 use super::{docker_error, reason, Op};
 use crate::compute::image_ref;
@@ -19,39 +19,59 @@ pub async fn container_commit(op: Op) -> MethodResult {
     op.announce_start(&c, "commit");
     op.event_start(&uuid, "compute__do_container_commit").await;
     let was_running = c.status_is(Status::Running);
+    let local = local_commit(&op, &mut c, &id, &repo, &tag, was_running);
+    let res = if op.svc.glance.is_some() {
+        // zun: the image goes to Glance (created first; its id is the answer).
+        super::glance::commit(&op, &repo, &tag, local).await
+    } else {
+        local.await
+    };
+    let unit = res.as_ref().map(|_| ()).map_err(Clone::clone);
+    op.event_finish(&uuid, "compute__do_container_commit", &unit).await;
+    op.finish_action(&c, "commit", res.is_err()).await;
+    res.map(|image_id| json!({"uuid": image_id}))
+}
+
+/// Pause (when running), `docker commit` to `repo:tag`, unpause: the local image id.
+async fn local_commit(
+    op: &Op,
+    c: &mut crate::oslo::Container,
+    id: &str,
+    repo: &str,
+    tag: &str,
+    was_running: bool,
+) -> Result<String, RpcError> {
+    let uuid = c.uuid().unwrap_or_default().to_string();
     let res: Result<String, RpcError> = async {
         if was_running {
-            if let Err(e) = op.svc.docker.pause(&id).await {
-                return Err(op.docker_failure(&mut c, e).await);
+            if let Err(e) = op.svc.docker.pause(id).await {
+                return Err(op.docker_failure(c, e).await);
             }
         }
         // Whatever happens between the pause and the unpause, the unpause runs.
         let committed: Result<String, RpcError> = async {
             if was_running {
                 c.set_status(Status::Paused, None);
-                op.save(&mut c).await?;
+                op.save(c).await?;
             }
-            op.svc.docker.commit(&id, &repo, Some(&tag)).await.map_err(|e| docker_error(&e))
+            op.svc.docker.commit(id, repo, Some(tag)).await.map_err(|e| docker_error(&e))
         }
         .await;
         if was_running {
-            if let Err(e) = op.svc.docker.unpause(&id).await {
+            if let Err(e) = op.svc.docker.unpause(id).await {
                 // The row says Paused, which is true; the caller learns why.
                 tracing::warn!(container = %uuid, error = %e, "unpause after commit failed; the container stays paused");
                 c.set_status(Status::Paused, None);
-                let _ = op.save(&mut c).await;
+                let _ = op.save(c).await;
                 return Err(docker_error(&e));
             }
             c.set_status(Status::Running, None);
-            op.save(&mut c).await?;
+            op.save(c).await?;
         }
         committed
     }
     .await;
-    let unit = res.as_ref().map(|_| ()).map_err(Clone::clone);
-    op.event_finish(&uuid, "compute__do_container_commit", &unit).await;
-    op.finish_action(&c, "commit", res.is_err()).await;
-    res.map(|image_id| json!({"uuid": image_id}))
+    res
 }
 
 /// The `image` argument (an Image object primitive).
@@ -98,10 +118,16 @@ pub async fn image_delete(op: Op) -> MethodResult {
     Ok(Value::Null)
 }
 
-/// `image_search(image, image_driver_name, exact_match, registry)`: Docker Hub only.
+/// `image_search(image, image_driver_name, exact_match, registry)`: Glance with the
+/// glance driver (`[DEFAULT] default_image_driver` when none is given), else Docker Hub.
 pub async fn image_search(op: Op) -> MethodResult {
     let image = op.arg_str("image").unwrap_or_default();
     let exact = op.arg_bool("exact_match");
+    let driver = op.arg_str("image_driver_name").filter(|d| !d.is_empty() && d != "None");
+    let driver = driver.unwrap_or_else(|| op.svc.settings.default.default_image_driver.clone());
+    if driver == "glance" {
+        return super::glance::search(&op, &image, exact).await;
+    }
     let reference = image_ref::parse_reference(&image).map_err(|e| RpcError::invalid(e.to_string()))?;
     let (registry, name) = reference.split_hostname();
     if let Some(r) = registry.filter(|r| *r != "docker.io") {

@@ -4,6 +4,7 @@
 //! (`wrap_docker_error`).
 pub mod capsule;
 pub mod create;
+pub mod glance;
 pub mod images;
 pub mod inspect;
 pub mod lifecycle;
