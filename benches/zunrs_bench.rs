@@ -31,7 +31,7 @@ use zun_compute_rs::admin::{Health, Metrics};
 use zun_compute_rs::amqp::{AmqpSettings, Publisher, RpcServer};
 use zun_compute_rs::config::Settings;
 use zun_compute_rs::docker::{ContainerCreateBody, DockerClient, DockerSettings, HostConfig};
-use zun_compute_rs::oslo::{decode_body, encode_envelope, BodyMeta, Container, Reply, RpcMessage};
+use zun_compute_rs::oslo::{decode_body, BodyMeta, Container, Reply, RpcMessage};
 use zun_compute_rs::rpc::{Dispatcher, Endpoint, MethodFuture, Request};
 
 fn main() {
@@ -121,9 +121,9 @@ fn full_decode(fx: &Fixture) -> Res<(RpcMessage, Container)> {
 }
 
 /// What the server does to answer `container_show`: the object back to its primitive,
-/// the reply message, the 2.0 envelope as bytes.
+/// the reply message, the 2.0 envelope as bytes (as `Publisher::send_reply` writes it).
 fn reply_encode(c: &Container, msg_id: &str) -> Vec<u8> {
-    encode_envelope(&Reply::success(msg_id, c.to_value()).to_map())
+    Reply::success(msg_id, c.to_value()).encode()
 }
 
 /// The oslo 2.0 envelope as serde_json sees it: the message is a JSON string.
