@@ -7,10 +7,15 @@ another as `cargo test` would. Tests coordinate on shared services with flock (s
 tests/common); binaries that stop a shared service for every other test (EXCLUSIVE) run
 alone, after the others.
 
+Lanes: binaries that use the OpenStack tier (`openstack_*`) spend most of their time waiting
+on it and on each other (a test that stops a stack service holds the stack lock exclusive),
+so they get their own lane and never hold every slot while the rest of the suite waits.
+
 Usage: run-tests.py BUILD_JSON [test binary args...]
   BUILD_JSON: the output of `cargo test --no-run --message-format=json`.
-Env: ZUN_RS_TEST_JOBS (binaries at once, default 4), ZUN_RS_TEST_THREADS (tests at once
-     inside a binary, default 4), ZUN_RS_TEST_LOGS (per-binary output, default
+Env: ZUN_RS_TEST_JOBS (binaries at once outside the stack lane, default 3),
+     ZUN_RS_TEST_STACK_JOBS (stack binaries at once, default 2), ZUN_RS_TEST_THREADS (tests
+     at once inside a binary, default 4), ZUN_RS_TEST_LOGS (per-binary output, default
      /var/tmp/zun-rs/test-logs).
 Prints every binary's output when it ends, then one closing line `N passed, N failed`.
 """
@@ -82,7 +87,8 @@ def main():
         sys.exit(__doc__)
     build_json, args = sys.argv[1], sys.argv[2:]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    jobs = int(os.environ.get("ZUN_RS_TEST_JOBS", "4"))
+    jobs = int(os.environ.get("ZUN_RS_TEST_JOBS", "3"))
+    stack_jobs = int(os.environ.get("ZUN_RS_TEST_STACK_JOBS", "2"))
     threads = int(os.environ.get("ZUN_RS_TEST_THREADS", "4"))
     logs = os.environ.get("ZUN_RS_TEST_LOGS", "/var/tmp/zun-rs/test-logs")
     os.makedirs(logs, exist_ok=True)
@@ -94,8 +100,11 @@ def main():
     alone = [b for b in found if b[0] in EXCLUSIVE]
     totals = {"passed": 0, "failed": 0, "bad": []}
     t0 = time.monotonic()
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futs = [pool.submit(run, n, e, args, logs, threads, root) for n, e in shared]
+    stack = [b for b in shared if b[0].startswith("openstack_")]
+    rest = [b for b in shared if not b[0].startswith("openstack_")]
+    with ThreadPoolExecutor(max_workers=stack_jobs) as stack_pool, ThreadPoolExecutor(max_workers=jobs) as pool:
+        futs = [stack_pool.submit(run, n, e, args, logs, threads, root) for n, e in stack]
+        futs += [pool.submit(run, n, e, args, logs, threads, root) for n, e in rest]
         for fut in as_completed(futs):
             report(*fut.result(), totals)
     for n, e in alone:

@@ -30,9 +30,13 @@ fn stack_conf(stack: &Stack) -> String {
     )
 }
 
-/// A real user token (admin in project admin) and its ids, for the RPC context.
+/// A real user (admin in project admin) and its ids, for the RPC context. Its token is
+/// issued again when older than a minute: Keystone's tokens here live 180 s (on purpose),
+/// and a test slowed down by a busy machine must not send an expired one, which zun-api,
+/// issuing one per request, never does.
 struct User {
-    token: String,
+    stack: Stack,
+    token: std::sync::Mutex<(String, std::time::Instant)>,
     project_id: String,
     user_id: String,
 }
@@ -40,15 +44,24 @@ struct User {
 fn user(stack: &Stack) -> User {
     let t = stack.os_json(&["token", "issue"]);
     User {
-        token: t["id"].as_str().expect("token").to_string(),
+        stack: Stack { env: stack.env.clone() },
+        token: std::sync::Mutex::new((t["id"].as_str().expect("token").to_string(), std::time::Instant::now())),
         project_id: t["project_id"].as_str().expect("project_id").to_string(),
         user_id: t["user_id"].as_str().expect("user_id").to_string(),
     }
 }
 
 impl User {
+    fn token(&self) -> String {
+        let mut t = self.token.lock().unwrap();
+        if t.1.elapsed() > Duration::from_secs(60) {
+            *t = (self.stack.issue_token(), std::time::Instant::now());
+        }
+        t.0.clone()
+    }
+
     fn ctx(&self, mut p: Value) -> Value {
-        p["auth_token"] = json!(self.token);
+        p["auth_token"] = json!(self.token());
         p["project_id"] = json!(self.project_id);
         p["user_id"] = json!(self.user_id);
         p["roles"] = json!(["admin", "member"]);

@@ -210,22 +210,92 @@ pub enum ShlexError {
     NoEscapedCharacter,
 }
 
-/// Splits a command string into words the way docker-py's `exec_create` and queens'
-/// string `command` are split (Python's `shlex.split`): the `shlex` crate, the one
-/// splitter of the code base. Whitespace separates words, single quotes are literal,
-/// double quotes allow `\"` and `\\`, a backslash escapes the next character, `''` is an
-/// empty word. Where POSIX sh and Python differ the crate follows sh: a word starting
-/// with `#` begins a comment, and `\$`/`` \` `` inside double quotes lose their backslash.
+/// Splits a command string into words exactly as Python's `shlex.split` does (POSIX mode,
+/// words split on whitespace, no comment characters), which is what docker-py's
+/// `exec_create` and queens' string `command` use. Whitespace is space, tab, CR and LF;
+/// single quotes are literal; inside double quotes a backslash escapes only `"` and `\`
+/// (before anything else it stays); outside quotes a backslash escapes the next character;
+/// a quoted empty string is an empty word. Unlike POSIX sh, `#` starts no comment and
+/// `\$` inside double quotes keeps its backslash, so this is written here rather than taken
+/// from the `shlex` crate, which follows sh.
 pub fn shlex_split(s: &str) -> Result<Vec<String>, ShlexError> {
-    shlex::split(s).ok_or_else(|| {
-        // The crate does not say why; a lone trailing backslash is the only other failure.
-        let trailing = s.chars().rev().take_while(|c| *c == '\\').count();
-        if trailing % 2 == 1 && shlex::split(&s[..s.len() - 1]).is_some() {
-            ShlexError::NoEscapedCharacter
-        } else {
-            ShlexError::NoClosingQuotation
+    #[derive(Clone, Copy, PartialEq)]
+    enum St {
+        Space,
+        Word,
+        Single,
+        Double,
+        Escape { in_double: bool },
+    }
+    let mut words = Vec::new();
+    let mut word = String::new();
+    // a word exists (even an empty one) once a quote or any other character is seen
+    let mut in_word = false;
+    let mut st = St::Space;
+    for c in s.chars() {
+        st = match st {
+            St::Space | St::Word => match c {
+                ' ' | '\t' | '\r' | '\n' => {
+                    if in_word {
+                        words.push(std::mem::take(&mut word));
+                        in_word = false;
+                    }
+                    St::Space
+                }
+                '\'' => {
+                    in_word = true;
+                    St::Single
+                }
+                '"' => {
+                    in_word = true;
+                    St::Double
+                }
+                '\\' => {
+                    in_word = true;
+                    St::Escape { in_double: false }
+                }
+                _ => {
+                    in_word = true;
+                    word.push(c);
+                    St::Word
+                }
+            },
+            St::Single if c == '\'' => St::Word,
+            St::Single => {
+                word.push(c);
+                St::Single
+            }
+            St::Double => match c {
+                '"' => St::Word,
+                '\\' => St::Escape { in_double: true },
+                _ => {
+                    word.push(c);
+                    St::Double
+                }
+            },
+            St::Escape { in_double } => {
+                if in_double && c != '"' && c != '\\' {
+                    word.push('\\');
+                }
+                word.push(c);
+                if in_double {
+                    St::Double
+                } else {
+                    St::Word
+                }
+            }
+        };
+    }
+    match st {
+        St::Single | St::Double => Err(ShlexError::NoClosingQuotation),
+        St::Escape { .. } => Err(ShlexError::NoEscapedCharacter),
+        St::Space | St::Word => {
+            if in_word {
+                words.push(word);
+            }
+            Ok(words)
         }
-    })
+    }
 }
 
 /// Python `shlex.join`: the inverse of [`shlex_split`] for writing queens' string form.
@@ -271,6 +341,29 @@ mod tests {
         assert_eq!(shlex_split("'open"), Err(ShlexError::NoClosingQuotation));
         assert_eq!(shlex_split("\"open"), Err(ShlexError::NoClosingQuotation));
         assert_eq!(shlex_split("trail\\"), Err(ShlexError::NoEscapedCharacter));
+        assert_eq!(shlex_split("\"a\\"), Err(ShlexError::NoEscapedCharacter));
+        // what Python 3.11's shlex.split returns for these: no comments, `\$` kept inside ".."
+        let python: &[(&str, &[&str])] = &[
+            ("echo a #b", &["echo", "a", "#b"]),
+            ("#x y", &["#x", "y"]),
+            ("a#b", &["a#b"]),
+            (r#"echo "\$HOME" "\`x\`""#, &["echo", r"\$HOME", r"\`x\`"]),
+            (r##"'#' "#""##, &["#", "#"]),
+            (r"a\#b", &["a#b"]),
+            (r#"echo "a\\b" 'c\d'"#, &["echo", r"a\b", r"c\d"]),
+            ("x\t y\n z", &["x", "y", "z"]),
+            (r#""""#, &[""]),
+            (r#"a""b"#, &["ab"]),
+            (r"\'", &["'"]),
+            (r#""\"""#, &["\""]),
+            ("\u{e9} '\u{fc} x'", &["\u{e9}", "\u{fc} x"]),
+            ("a\\\nb", &["a\nb"]),
+            ("''''", &[""]),
+            (r#"a'b'"c"d"#, &["abcd"]),
+        ];
+        for (input, want) in python {
+            assert_eq!(split(input), *want, "{input:?}");
+        }
         let words = vec!["sh".to_string(), "-c".into(), "it's".into(), "".into(), "a b".into()];
         assert_eq!(split(&shlex_join(&words)), words);
     }

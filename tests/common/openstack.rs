@@ -55,6 +55,11 @@ fn flock(path: &std::path::Path, arg: FlockArg) -> Flock<std::fs::File> {
 
 /// Held while a test uses the stack. Always taken in the same order (fault.lock, then
 /// stack.lock), so shared and exclusive holders cannot deadlock.
+///
+/// flock favours readers: while stack tests keep overlapping, a test that wants the lock
+/// exclusive could wait for ever. Everyone therefore passes a turnstile
+/// (`stack.turn`, held exclusive only while taking stack.lock): a waiting exclusive taker
+/// holds the turnstile, so new shared takers queue behind it instead of overtaking it.
 pub struct StackLock {
     _stack: Flock<std::fs::File>,
     _fault: Flock<std::fs::File>,
@@ -64,16 +69,20 @@ impl StackLock {
     /// Other stack tests may run beside this one; nobody stops a stack service meanwhile.
     pub fn shared() -> Self {
         eprintln!("[stack] taking the stack lock (shared)");
-        let fault = flock(&state_dir().join("fault.lock"), FlockArg::LockShared);
-        let stack = flock(&state_dir().join("openstack/stack.lock"), FlockArg::LockShared);
-        StackLock { _stack: stack, _fault: fault }
+        Self::take(FlockArg::LockShared)
     }
 
     /// For a test that stops a stack service: no other stack test runs meanwhile.
     pub fn exclusive() -> Self {
         eprintln!("[stack] taking the stack lock (exclusive)");
+        Self::take(FlockArg::LockExclusive)
+    }
+
+    fn take(mode: FlockArg) -> Self {
         let fault = flock(&state_dir().join("fault.lock"), FlockArg::LockShared);
-        let stack = flock(&state_dir().join("openstack/stack.lock"), FlockArg::LockExclusive);
+        let turnstile = flock(&state_dir().join("openstack/stack.turn"), FlockArg::LockExclusive);
+        let stack = flock(&state_dir().join("openstack/stack.lock"), mode);
+        drop(turnstile);
         StackLock { _stack: stack, _fault: fault }
     }
 }
