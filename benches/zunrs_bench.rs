@@ -12,6 +12,11 @@
 //!   `--expect N` it also prints `{"drained": ...}` when the N-th request ran (time and
 //!   CPU from the start of the server, and from the first request, to the N-th). Stops
 //!   when stdin closes.
+//! - `serve-floor --conf FILE [--expect N]`: the floor of `serve`: bare lapin on the
+//!   same connection settings, consuming `<topic>.<host>` (declared beforehand by
+//!   `serve`), no codec: each delivery is acknowledged and, when its raw bytes carry a
+//!   `_reply_q` and a `_msg_id`, answered with a fixed oslo reply (no publisher confirm).
+//!   Same output lines as `serve`.
 //! - `docker-floor --n N --concurrency C --image IMG --prefix P`: N container creates +
 //!   starts straight to the Docker API, C at a time; prints the elapsed time, then
 //!   removes the containers (not timed).
@@ -26,7 +31,7 @@ use zun_compute_rs::admin::{Health, Metrics};
 use zun_compute_rs::amqp::{AmqpSettings, Publisher, RpcServer};
 use zun_compute_rs::config::Settings;
 use zun_compute_rs::docker::{ContainerCreateBody, DockerClient, DockerSettings, HostConfig};
-use zun_compute_rs::oslo::{decode_body, encode_envelope, BodyMeta, Container, Reply, RpcMessage};
+use zun_compute_rs::oslo::{decode_body, BodyMeta, Container, Reply, RpcMessage};
 use zun_compute_rs::rpc::{Dispatcher, Endpoint, MethodFuture, Request};
 
 fn main() {
@@ -34,6 +39,7 @@ fn main() {
     let result = match args.first().map(String::as_str) {
         Some("codec") => codec(&args[1..]),
         Some("serve") => serve(&args[1..]),
+        Some("serve-floor") => serve_floor(&args[1..]),
         Some("docker-floor") => docker_floor(&args[1..]),
         // `cargo bench` passes `--bench` (and maybe a filter): a quick codec run.
         _ => codec(&["--seconds".into(), "0.5".into(), "--repeat".into(), "1".into()]),
@@ -115,9 +121,39 @@ fn full_decode(fx: &Fixture) -> Res<(RpcMessage, Container)> {
 }
 
 /// What the server does to answer `container_show`: the object back to its primitive,
-/// the reply message, the 2.0 envelope as bytes.
+/// the reply message, the 2.0 envelope as bytes (as `Publisher::send_reply` writes it).
 fn reply_encode(c: &Container, msg_id: &str) -> Vec<u8> {
-    encode_envelope(&Reply::success(msg_id, c.to_value()).to_map())
+    Reply::success(msg_id, c.to_value()).encode()
+}
+
+/// The oslo 2.0 envelope as serde_json sees it: the message is a JSON string.
+#[derive(serde::Deserialize)]
+struct FloorEnvelope {
+    #[serde(rename = "oslo.version")]
+    _version: serde::de::IgnoredAny,
+    #[serde(rename = "oslo.message")]
+    message: String,
+}
+
+/// Decode floor: serde_json parses the envelope (keeping only the message string), then
+/// the message into `IgnoredAny` (syntax checked, nothing built).
+fn floor_decode_ignored(body: &[u8]) -> Res<()> {
+    let env: FloorEnvelope = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let _: serde::de::IgnoredAny = serde_json::from_str(&env.message).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Decode floor with a tree: the envelope into `Value`, then the message into `Value`.
+fn floor_decode_value(body: &[u8]) -> Res<Value> {
+    let outer: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    let text = outer.get("oslo.message").and_then(Value::as_str).ok_or("no oslo.message")?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
+}
+
+/// Encode floor: serde_json writes the reply `Value`, then the envelope around it.
+fn floor_encode(reply: &Value) -> Vec<u8> {
+    let inner = serde_json::to_string(reply).unwrap_or_default();
+    serde_json::to_vec(&json!({"oslo.version": "2.0", "oslo.message": inner})).unwrap_or_default()
 }
 
 /// CPU time of the calling thread (ns on CPU, /proc/thread-self/schedstat): the codec
@@ -190,6 +226,23 @@ fn codec(args: &[String]) -> Res<()> {
     let encode_rate = rate(secs, repeat, || {
         black_box(reply_encode(black_box(&shown), &msg_id));
     });
+    // The floors: serde_json alone on the same bytes / the same value.
+    floor_decode_ignored(&create.body)?;
+    floor_decode_value(&create.body)?;
+    let create_floor_ignored = rate(secs, repeat, || {
+        if black_box(floor_decode_ignored(black_box(&create.body))).is_err() {
+            errors += 1;
+        }
+    });
+    let create_floor_value = rate(secs, repeat, || {
+        if black_box(floor_decode_value(black_box(&create.body))).is_err() {
+            errors += 1;
+        }
+    });
+    let reply_value = Value::Object(Reply::success(&msg_id, shown.to_value()).to_map());
+    let encode_floor = rate(secs, repeat, || {
+        black_box(floor_encode(black_box(&reply_value)));
+    });
     if errors > 0 {
         return Err(format!("{errors} decode errors"));
     }
@@ -198,6 +251,10 @@ fn codec(args: &[String]) -> Res<()> {
         "create_decode_per_s": create_rate,
         "show_decode_per_s": show_rate,
         "reply_encode_per_s": encode_rate,
+        "create_floor_ignored_per_s": create_floor_ignored,
+        "create_floor_value_per_s": create_floor_value,
+        "reply_encode_floor_per_s": encode_floor,
+        "floor_reply_bytes": floor_encode(&reply_value).len(),
         "create_body_bytes": create.body.len(),
         "show_body_bytes": show.body.len(),
         "reply_bytes": encoded.len(),
@@ -291,6 +348,94 @@ fn serve(args: &[String]) -> Res<()> {
         .await;
         let _ = stop.send(true);
         let _ = tokio::time::timeout(Duration::from_secs(20), task).await;
+        emit(json!({"stopped": true, "handled": endpoint.count.load(Ordering::SeqCst)}));
+        Ok(())
+    })
+}
+
+// ---------------------------------------------------------------------------- serve floor
+
+/// The string value of `key` inside the envelope's `oslo.message` string, found in the
+/// raw bytes (`\"key\": \"value\"`), without parsing.
+fn raw_field<'a>(body: &'a [u8], key: &str) -> Option<&'a [u8]> {
+    let needle = format!("\\\"{key}\\\": \\\"");
+    let needle = needle.as_bytes();
+    let at = body.windows(needle.len()).position(|w| w == needle)? + needle.len();
+    let len = body[at..].iter().position(|&b| b == b'\\' || b == b'"')?;
+    Some(&body[at..at + len])
+}
+
+fn serve_floor(args: &[String]) -> Res<()> {
+    use futures_util::StreamExt;
+    use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, QueueDeclareOptions};
+    use lapin::types::{FieldTable, ShortString};
+    let conf = opt(args, "--conf").ok_or("serve-floor needs --conf FILE")?;
+    let expect: u64 = opt_num(args, "--expect", 0)?;
+    let settings = Settings::load(&[&conf], Vec::new()).map_err(|e| e.to_string())?;
+    let amqp = AmqpSettings::from_config(&settings).map_err(|e| e.to_string())?;
+    let uri = amqp.brokers.first().ok_or("no broker")?.uri(amqp.heartbeat);
+    let queue = format!("{}.{}", amqp.topic, amqp.server);
+    let prefetch = amqp.prefetch;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    rt.block_on(async move {
+        let endpoint = Arc::new(NoopEndpoint { count: AtomicU64::new(0), expect, first: Mutex::new(None), ready: Mutex::new(None) });
+        if let Ok(mut r) = endpoint.ready.lock() {
+            *r = Some((Instant::now(), cpu_ticks()));
+        }
+        let e = |e: lapin::Error| e.to_string();
+        let conn = lapin::ConnectionBuilder::new().map_err(e)?.with_uri_str(uri).connect().await.map_err(e)?;
+        let ch = conn.create_channel().await.map_err(e)?;
+        ch.basic_qos(prefetch, BasicQosOptions::default()).await.map_err(e)?;
+        // `serve` declared the queue (not auto-delete): only check that it is there.
+        ch.queue_declare(ShortString::from(queue.as_str()), QueueDeclareOptions { passive: true, ..Default::default() }, FieldTable::default())
+            .await
+            .map_err(e)?;
+        let pub_ch = Arc::new(conn.create_channel().await.map_err(e)?);
+        let mut consumer = ch
+            .basic_consume(ShortString::from(queue.as_str()), ShortString::from("floor"), BasicConsumeOptions::default(), FieldTable::default())
+            .await
+            .map_err(e)?;
+        emit(json!({"ready": true, "pid": std::process::id()}));
+        let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::task::spawn_blocking(move || {
+            let mut sink = String::new();
+            let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut sink);
+            let _ = stop_tx.send(());
+        });
+        let props = zun_compute_rs::amqp::oslo_properties(None);
+        let serial = AtomicU64::new(0);
+        loop {
+            tokio::select! {
+                _ = &mut stop_rx => break,
+                d = consumer.next() => {
+                    let Some(Ok(d)) = d else { break };
+                    endpoint.seen();
+                    let reply = match (raw_field(&d.data, "_reply_q"), raw_field(&d.data, "_msg_id")) {
+                        (Some(q), Some(id)) => {
+                            let q = String::from_utf8_lossy(q).into_owned();
+                            let id = String::from_utf8_lossy(id);
+                            let uid = format!("{:032x}", serial.fetch_add(1, Ordering::Relaxed));
+                            let body = format!(
+                                "{{\"oslo.version\": \"2.0\", \"oslo.message\": \"{{\\\"result\\\": null, \\\"failure\\\": null, \\\"ending\\\": true, \\\"_msg_id\\\": \\\"{id}\\\", \\\"_unique_id\\\": \\\"{uid}\\\"}}\"}}"
+                            );
+                            Some((q, body))
+                        }
+                        _ => None,
+                    };
+                    let pub_ch = pub_ch.clone();
+                    let props = props.clone();
+                    tokio::spawn(async move {
+                        if let Some((q, body)) = reply {
+                            let _ = pub_ch
+                                .basic_publish(ShortString::from(""), ShortString::from(q.as_str()), BasicPublishOptions::default(), body.as_bytes(), props)
+                                .await;
+                        }
+                        let _ = d.acker.ack(BasicAckOptions::default()).await;
+                    });
+                }
+            }
+        }
+        let _ = conn.close(200, ShortString::from("floor stopping")).await;
         emit(json!({"stopped": true, "handled": endpoint.count.load(Ordering::SeqCst)}));
         Ok(())
     })

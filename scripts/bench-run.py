@@ -231,10 +231,27 @@ def table(title, rows, ours="zun-compute-rs", ref="Python"):
     sys.stdout.flush()
 
 
+def table_n(title, head, rows):
+    """A table with any number of columns; rows are tuples of strings."""
+    cells = [tuple(head)] + [tuple(r) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    print()
+    print("== " + title)
+    for i, c in enumerate(cells):
+        print("  ".join([c[0].ljust(widths[0])] + [c[j].rjust(widths[j]) for j in range(1, len(head))]))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+    sys.stdout.flush()
+
+
 def ratio(a, b, digits=1):
     if a is None or b is None or b == 0:
         return None
     return a / b
+
+
+def rnd(x, digits=2):
+    return None if x is None else round(x, digits)
 
 
 def rtext(x):
@@ -299,7 +316,22 @@ class Bench:
         rows.append(("container_create decode (µs/msg)", fmt(1e6 / ours["create_decode_per_s"]),
                      fmt(1e6 / ref["create_decode_per_s"]), ""))
         table("1. Codec (messages/s, one core; median of %s runs)" % rep, rows, ref="Python oslo+zun")
+        us = lambda per_s: 1e6 / per_s if per_s else None
+        dec, dec_floor, dec_value = (us(ours["create_decode_per_s"]), us(ours["create_floor_ignored_per_s"]),
+                                     us(ours["create_floor_value_per_s"]))
+        enc, enc_floor = us(ours["reply_encode_per_s"]), us(ours["reply_encode_floor_per_s"])
+        py_dec, py_enc = us(ref["create_decode_per_s"]), us(ref["reply_encode_per_s"])
+        rows = [("container_create decode+parse (µs)", fmt(dec), fmt(dec_floor), rtext(ratio(dec, dec_floor)), fmt(py_dec),
+                 rtext(ratio(py_dec, dec))),
+                ("  floor into Value instead (µs)", "", fmt(dec_value), rtext(ratio(dec, dec_value)), "", ""),
+                ("container_show reply encode (µs)", fmt(enc), fmt(enc_floor), rtext(ratio(enc, enc_floor)), fmt(py_enc),
+                 rtext(ratio(py_enc, enc)))]
+        table_n("1b. Codec against its floor: serde_json on the same bytes (decode: envelope, then oslo.message into "
+                "IgnoredAny; encode: the same reply Value, then the envelope); CPU µs per message",
+                ("", "zun-compute-rs", "floor", "ours/floor", "Python", "Python/ours"), rows)
         self.summary["codec_ratio"] = round(min(ratios), 1)
+        self.summary.update({"decode_us": rnd(dec), "decode_floor_us": rnd(dec_floor), "decode_value_floor_us": rnd(dec_value),
+                             "encode_us": rnd(enc), "encode_floor_us": rnd(enc_floor)})
         self.summary["codec"] = {"ours": ours, "python": ref}
 
     # -- 2. RPC server cost ---------------------------------------------------------------
@@ -307,6 +339,8 @@ class Bench:
         extra = ["--expect", str(expect)] if expect else []
         if side == "ours":
             argv = [self.a.harness, "serve", "--conf", conf_path] + extra
+        elif side == "floor":
+            argv = [self.a.harness, "serve-floor", "--conf", conf_path] + extra
         else:
             argv = [self.py, os.path.join(CONF_DIR, "bench_oslo_server.py"), conf_path] + extra
         p = Proc(argv, "%s server" % side, stderr_path=self.logpath("server-" + side))
@@ -322,11 +356,14 @@ class Bench:
         rep = 1 if a.smoke else a.repeat
         sides = {}
         try:
-            for side in ("ours", "python"):
+            for side in ("ours", "floor", "python"):
                 vh = Vhost("zunrs-bench-rpc")
                 self.cleanups.append(vh.delete)
                 host = "bench-%s" % side
                 conf = self.side_conf(side, vh, host)
+                if side == "floor":
+                    # The bare loop only consumes: our server declares the topology first.
+                    self.start_server("ours", conf)[0].close()
                 server, _ = self.start_server(side, conf)
                 client = Proc([self.py, os.path.join(CONF_DIR, "bench_rpc_client.py"), conf, host], "%s client" % side,
                               stderr_path=self.logpath("client-" + side))
@@ -366,7 +403,21 @@ class Bench:
             rows.append(("c=%d client CPU per call (µs)" % c, fmt(o["client_cpu_us_per_call"]), fmt(p["client_cpu_us_per_call"]), ""))
         table("2. RPC server cost: real oslo client -> no-op method (%gs runs, median of %d)" % (secs, rep), rows,
               ref="oslo (eventlet)")
+        rows = []
+        worst = None
+        for c in a.concurrency:
+            o, f, p = (summary[c][s] for s in ("ours", "floor", "python"))
+            oc, fc, pc = o["server_cpu_us_per_call"], f["server_cpu_us_per_call"], p["server_cpu_us_per_call"]
+            rows.append(("c=%d server CPU per call (µs)" % c, fmt(oc), fmt(fc), rtext(ratio(oc, fc)), fmt(pc), rtext(ratio(pc, oc))))
+            rows.append(("c=%d calls/s" % c, fmt(o["calls_per_s"]), fmt(f["calls_per_s"]), "", fmt(p["calls_per_s"]), ""))
+            if oc is not None and (worst is None or oc > worst[0]):
+                worst = (oc, fc)
+        table_n("2b. RPC server CPU against the bare lapin loop (consume + ack + fixed reply, no codec, no confirms)",
+                ("", "zun-compute-rs", "lapin floor", "ours/floor", "Python", "Python/ours"), rows)
         self.summary["rpc_cpu_ratio"] = round(min(cpu_ratios), 1) if None not in cpu_ratios else None
+        # The worse of the concurrencies, with the floor at the same concurrency.
+        self.summary["rpc_cpu_us"] = rnd(worst[0], 1) if worst else None
+        self.summary["rpc_floor_us"] = rnd(worst[1], 1) if worst else None
         self.summary["rpc"] = {str(c): v for c, v in summary.items()}
 
     # -- 3. Drain ---------------------------------------------------------------------------
@@ -374,16 +425,17 @@ class Bench:
         a = self.a
         n = 500 if a.smoke else a.drain_count
         rep = 1 if a.smoke else a.drain_repeat
-        results = {"ours": [], "python": []}
+        results = {"ours": [], "floor": [], "python": []}
         for r in range(rep):
-            for side in ("ours", "python"):
+            for side in ("ours", "floor", "python"):
                 log("drain: %s, %d casts, run %d/%d" % (side, n, r + 1, rep))
                 vh = Vhost("zunrs-bench-drain")
                 try:
                     host = "drain-%s" % side
                     conf = self.side_conf(side, vh, host)
-                    # Once up and down: the server declares its (non auto-delete) queues.
-                    server, _ = self.start_server(side, conf)
+                    # Once up and down: the server declares its (non auto-delete) queues
+                    # (ours for the floor, which only consumes).
+                    server, _ = self.start_server("ours" if side == "floor" else side, conf)
                     server.close()
                     client = Proc([self.py, os.path.join(CONF_DIR, "bench_rpc_client.py"), conf, host, "--no-warmup"],
                                   "drain client", stderr_path=self.logpath("drain-client"))
@@ -423,7 +475,14 @@ class Bench:
                 ("server CPU per cast (µs)", fmt(o["cpu_us_per_cast"]), fmt(p["cpu_us_per_cast"]),
                  rtext(ratio(p["cpu_us_per_cast"], o["cpu_us_per_cast"])))]
         table("3. Drain: %d queued no-op casts, server started afterwards (median of %d)" % (n, rep), rows, ref="oslo (eventlet)")
+        f = m["floor"]
+        y = ratio(o["rate"], f["rate"])
+        rows = [("casts consumed per second", fmt(o["rate"]), fmt(f["rate"]), rtext(y)),
+                ("server CPU per cast (µs)", fmt(o["cpu_us_per_cast"]), fmt(f["cpu_us_per_cast"]),
+                 rtext(ratio(o["cpu_us_per_cast"], f["cpu_us_per_cast"])))]
+        table("3b. Drain against the bare lapin loop (consume + ack, no codec)", rows, ref="lapin floor")
         self.summary["drain_ratio"] = round(x, 1) if x else None
+        self.summary["drain_floor_ratio"] = round(y, 2) if y else None
         self.summary["drain"] = m
 
     # -- workers ---------------------------------------------------------------------------
@@ -492,11 +551,13 @@ class Bench:
         host, conf = self.worker_env("e2e")
         worker, _ = self.start_worker(conf, "e2e")
         self.cleanups.append(lambda: self.stop_worker(worker))
-        ours, floor = [], []
+        ours, floor, cpu = [], [], []
         try:
             for r in range(rep):
                 log("e2e: %d creates through zun's rpcapi, run %d/%d" % (n, r + 1, rep))
+                t0 = cpu_ticks(worker.pid)
                 out = self.zun_creates(conf, host, n, 1, "e2e%d" % r)
+                cpu.append((cpu_ticks(worker.pid) - t0) * 1000.0 / CLK_TCK / n)
                 if not out["done"]:
                     raise RuntimeError("e2e: not all Running in %ss: %s" % (a.e2e_timeout, out.get("statuses")))
                 ours.append(out["elapsed_s"])
@@ -510,10 +571,10 @@ class Bench:
                 floor.append(json.loads(fr.stdout.strip().splitlines()[-1])["elapsed_s"])
         finally:
             self.stop_worker(worker)
-        real = []
+        real, real_cpu = [], []
         if a.real_zun:
             try:
-                real = self.real_zun_e2e(n, rep)
+                real, real_cpu = self.real_zun_e2e(n, rep)
             except Exception as e:
                 log("e2e: real zun-compute not measured: %r" % e)
         o, f, z = med(ours), med(floor), med(real)
@@ -527,10 +588,17 @@ class Bench:
             rows = [("%d creates until Running (s)" % n, fmt(o), fmt(z), rtext(ratio(z, o))),
                     ("containers/s", fmt(n / o), fmt(n / z), ""),
                     ("overhead over the Docker floor", "%+.1f%%" % over, "%+.1f%%" % zover if zover is not None else "n/a", "")]
+            rows.append(("worker CPU per create (ms)", fmt(med(cpu)), fmt(med(real_cpu)), rtext(ratio(med(real_cpu), med(cpu)))))
             table("4b. End to end, the same creates against the real zun-compute", rows, ref="zun-compute 18")
         self.summary["e2e_overhead_pct"] = round(over, 1) if over is not None else None
+        # Worker CPU (utime + stime of the process, clock ticks of 10 ms) from the first
+        # cast to the last row Running, per container.
+        self.summary["create_cpu_ms"] = rnd(med(cpu))
+        x = ratio(med(real_cpu), med(cpu))
+        self.summary["create_cpu_ratio"] = rnd(x, 1)
         self.summary["e2e"] = {"n": n, "concurrency": a.e2e_concurrency, "ours_s": o, "docker_floor_s": f,
-                               "python_zun_compute_s": z, "ours_runs": ours, "floor_runs": floor, "python_runs": real}
+                               "python_zun_compute_s": z, "ours_runs": ours, "floor_runs": floor, "python_runs": real,
+                               "ours_cpu_ms_per_create": cpu, "python_cpu_ms_per_create": real_cpu}
 
     # -- 5. Footprint ------------------------------------------------------------------------
     def footprint(self):
@@ -549,8 +617,16 @@ class Bench:
         self.cleanups.append(lambda: self.stop_worker(worker))
         time.sleep(a.settle)
         idle = rss_mb(worker.pid)
-        log("footprint: %d containers created (run=false) through zun's rpcapi" % m)
-        out = self.zun_creates(conf, host, m, 0, "foot")
+        first = min(20, m)
+        log("footprint: %d containers created (run=false) through zun's rpcapi" % first)
+        out20 = self.zun_creates(conf, host, first, 0, "foot20")
+        time.sleep(a.settle)
+        rss20 = rss_mb(worker.pid)
+        log("footprint: %d more containers created (run=false) through zun's rpcapi" % (m - first))
+        out = self.zun_creates(conf, host, m - first, 0, "foot") if m > first else {"done": True, "uuids": [], "errors": 0}
+        out["uuids"] = out20["uuids"] + out["uuids"]
+        out["errors"] = out.get("errors", 0) + out20.get("errors", 0)
+        out["done"] = out["done"] and out20["done"]
         if not out["done"] and out.get("errors", 0) == 0:
             raise RuntimeError("footprint: not all Created: %s" % out.get("statuses"))
         if out.get("errors"):
@@ -562,8 +638,10 @@ class Bench:
         self.stop_worker(worker)
         docker_rm(["zun-" + x for x in out["uuids"]])
         self.summary["rss_idle_mb"] = round(idle, 1)
+        self.summary["rss_20_mb"] = round(rss20, 1)
+        self.summary["rss_500_mb"] = round(tracked, 1)
         self.summary["footprint"] = {"startup_ms": med(starts) * 1000, "rss_idle_mb": idle, "rss_tracked_mb": tracked,
-                                     "rss_peak_mb": peak, "tracked": m,
+                                     "rss_peak_mb": peak, "tracked": m, "rss_20_mb": rss20,
                                      "tracked_in_error": out.get("errors", 0)}
         self.summary["startup_ms"] = round(med(starts) * 1000)
         ref = self.real_zun_footprint() if a.real_zun else {}
@@ -571,6 +649,7 @@ class Bench:
         rows = [("start-up to consuming (ms)", fmt(med(starts) * 1000), fmt(ref.get("startup_ms")),
                  rtext(ratio(ref.get("startup_ms"), med(starts) * 1000))),
                 ("RSS idle (MiB)", fmt(idle), fmt(ref.get("rss_idle_mb")), rtext(ratio(ref.get("rss_idle_mb"), idle))),
+                ("RSS with %d containers (MiB)" % first, fmt(rss20), "n/a", ""),
                 ("RSS with %d containers tracked (MiB)" % m, fmt(tracked), "n/a", ""),
                 ("peak RSS (MiB)", fmt(peak), "n/a", "")]
         table("5. Footprint (median of %d start-ups)" % rep, rows, ref="zun-compute 18")
@@ -604,19 +683,29 @@ class Bench:
         """The same creates against the real zun-compute; elapsed seconds per run."""
         host, conf = self.real_zun_env("e2e")
         p, _ = self.start_real_zun(conf, "e2e")
-        runs = []
+        runs, cpu = [], []
+        def tree_cpu():
+            total = 0
+            for x in tree_pids(p.pid):
+                try:
+                    total += cpu_ticks(x)
+                except (OSError, IndexError, ValueError):
+                    pass  # a child that just exited
+            return total
         try:
             time.sleep(self.a.settle)
             for r in range(rep):
                 log("e2e: %d creates through zun's rpcapi to the real zun-compute, run %d/%d" % (n, r + 1, rep))
+                t0 = tree_cpu()
                 out = self.zun_creates(conf, host, n, 1, "real%d" % r)
+                cpu.append((tree_cpu() - t0) * 1000.0 / CLK_TCK / n)
                 if not out["done"]:
                     raise RuntimeError("not all Running in %ss: %s" % (self.a.e2e_timeout, out.get("statuses")))
                 runs.append(out["elapsed_s"])
                 docker_rm(["zun-" + x for x in out["uuids"]])
         finally:
             p.terminate()
-        return runs
+        return runs, cpu
 
     def real_zun_footprint(self):
         """The real zun-compute: start-up to consuming and idle RSS (with its children)."""
@@ -695,8 +784,15 @@ def main():
                     log("%s FAILED: %s" % (name, e))
     finally:
         b.cleanup()
-    out = {k: b.summary.get(k) for k in ("codec_ratio", "rpc_cpu_ratio", "drain_ratio", "e2e_overhead_pct", "rss_idle_mb",
-                                         "startup_ms")}
+    try:
+        b.summary["binary_mb"] = round(os.path.getsize(a.worker) / 1e6, 2)
+    except OSError:
+        b.summary["binary_mb"] = None
+    met, missed, unmeasured = check_targets(b.summary)
+    out = {k: b.summary.get(k) for k in HEADLINE}
+    out["targets_met"] = met
+    out["targets_missed"] = missed
+    out["targets_not_measured"] = unmeasured
     out["details"] = {k: v for k, v in b.summary.items() if k not in out}
     out["failed"] = failed
     out["smoke"] = a.smoke
@@ -704,6 +800,41 @@ def main():
     print()
     print(json.dumps(out, default=str))
     return 1 if failed else 0
+
+
+HEADLINE = ("codec_ratio", "rpc_cpu_ratio", "drain_ratio", "e2e_overhead_pct", "rss_idle_mb", "startup_ms",
+            "decode_us", "decode_floor_us", "decode_value_floor_us", "encode_us", "encode_floor_us", "rpc_cpu_us",
+            "rpc_floor_us", "drain_floor_ratio", "create_cpu_ms", "create_cpu_ratio", "rss_20_mb", "rss_500_mb", "binary_mb")
+
+
+def check_targets(s):
+    """Issue 13's targets: (met, missed, not measured), as lists of JSON keys."""
+    def le_floor(key, floor, k):
+        return s.get(key) is not None and s.get(floor) is not None and s[key] <= k * s[floor]
+    targets = {
+        "decode_us": lambda: le_floor("decode_us", "decode_floor_us", 1.5),
+        "encode_us": lambda: le_floor("encode_us", "encode_floor_us", 1.5),
+        "rpc_cpu_us": lambda: s["rpc_cpu_us"] <= 40 and le_floor("rpc_cpu_us", "rpc_floor_us", 2.0),
+        "drain_ratio": lambda: s["drain_ratio"] >= 10,
+        "drain_floor_ratio": lambda: s["drain_floor_ratio"] >= 0.7,
+        "create_cpu_ms": lambda: s["create_cpu_ms"] <= 2.0,
+        "create_cpu_ratio": lambda: s["create_cpu_ratio"] >= 35,
+        "e2e_overhead_pct": lambda: s["e2e_overhead_pct"] <= 5,
+        "rss_idle_mb": lambda: s["rss_idle_mb"] <= 12,
+        "rss_20_mb": lambda: s["rss_20_mb"] <= 16,
+        "rss_500_mb": lambda: s["rss_500_mb"] <= 30,
+        "startup_ms": lambda: s["startup_ms"] <= 100,
+        "binary_mb": lambda: s["binary_mb"] <= 15,
+    }
+    met, missed, unmeasured = [], [], []
+    for key, ok in targets.items():
+        if s.get(key) is None:
+            unmeasured.append(key)
+        elif ok():
+            met.append(key)
+        else:
+            missed.append(key)
+    return met, missed, unmeasured
 
 
 def cpu_model():

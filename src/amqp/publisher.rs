@@ -137,7 +137,7 @@ impl Publisher {
     /// queue is missing (NO_ROUTE) or the broker is unreachable, until `deadline`.
     pub async fn send_reply(&self, to: &ReplyTo, reply: &oslo::Reply, deadline: Instant) -> Result<(), AmqpError> {
         use backon::Retryable;
-        let body = oslo::encode_envelope(&reply.to_map());
+        let body = reply.encode();
         // (why not delivered, whether another attempt can help)
         let attempt = || async {
             match self.publish("", &to.reply_q, &body, oslo_properties(None), true).await {

@@ -151,7 +151,17 @@ pub fn capsule_minor_to_container_minor(capsule_minor: u32) -> u32 {
 
 /// The spec of `field` for a `Container` at minor version `minor`.
 pub fn container_field(field: &str, minor: u32) -> Option<&'static FieldSpec> {
-    CONTAINER_FIELDS.iter().find(|s| s.name == field && s.since <= minor && s.until.is_none_or(|u| minor < u))
+    // Looked up for every field of every object received: an index by name instead of
+    // a scan of the whole table (a name has one spec per type change, at most three).
+    static BY_NAME: std::sync::OnceLock<std::collections::HashMap<&'static str, Vec<&'static FieldSpec>>> = std::sync::OnceLock::new();
+    let index = BY_NAME.get_or_init(|| {
+        let mut m: std::collections::HashMap<&'static str, Vec<&'static FieldSpec>> = std::collections::HashMap::new();
+        for s in CONTAINER_FIELDS {
+            m.entry(s.name).or_default().push(s);
+        }
+        m
+    });
+    index.get(field)?.iter().copied().find(|s| s.since <= minor && s.until.is_none_or(|u| minor < u))
 }
 
 /// All `Container` fields known at minor version `minor`, declaration order.

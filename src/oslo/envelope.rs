@@ -313,10 +313,14 @@ fn py_dict(v: Value, layer: Layer) -> Result<Map<String, Value>, CodecError> {
 /// `{"oslo.version": "2.0", "oslo.message": "<msg as JSON>"}`, byte-identical to what
 /// Python's oslo.messaging writes for the same message.
 pub fn encode_envelope(msg: &Map<String, Value>) -> Vec<u8> {
-    let inner = pyjson::map_to_python_json(msg);
+    wrap_envelope(&pyjson::map_to_python_json(msg))
+}
+
+/// The 2.0 envelope around an already serialized message.
+pub(crate) fn wrap_envelope(inner: &str) -> Vec<u8> {
     let mut out = String::with_capacity(inner.len() + inner.len() / 8 + 48);
     out.push_str("{\"oslo.version\": \"2.0\", \"oslo.message\": ");
-    pyjson::write_str(&mut out, &inner);
+    pyjson::write_str(&mut out, inner);
     out.push('}');
     out.into_bytes()
 }

@@ -252,6 +252,36 @@ impl Reply {
         self.failure.as_deref().map(RemoteFailure::from_json_str)
     }
 
+    /// The reply as its 2.0 envelope, byte for byte `encode_envelope(&self.to_map())`,
+    /// written straight from the fields (the result is not copied into a map first).
+    pub fn encode(&self) -> Vec<u8> {
+        use crate::oslo::pyjson::{write_str, write_value};
+        let mut inner = String::with_capacity(256);
+        inner.push('{');
+        write_str(&mut inner, KEY_RESULT);
+        inner.push_str(": ");
+        write_value(&mut inner, &self.result);
+        inner.push_str(", ");
+        write_str(&mut inner, KEY_FAILURE);
+        inner.push_str(": ");
+        match &self.failure {
+            Some(f) => write_str(&mut inner, f),
+            None => inner.push_str("null"),
+        }
+        inner.push_str(", ");
+        write_str(&mut inner, KEY_ENDING);
+        inner.push_str(if self.ending { ": true, " } else { ": false, " });
+        write_str(&mut inner, KEY_MSG_ID);
+        inner.push_str(": ");
+        write_str(&mut inner, &self.msg_id);
+        inner.push_str(", ");
+        write_str(&mut inner, KEY_UNIQUE_ID);
+        inner.push_str(": ");
+        write_str(&mut inner, &self.unique_id);
+        inner.push('}');
+        crate::oslo::envelope::wrap_envelope(&inner)
+    }
+
     pub fn to_map(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert(KEY_RESULT.into(), self.result.clone());
@@ -338,6 +368,22 @@ mod tests {
         assert!(!r.ending);
         assert_eq!(r.unique_id.len(), 32);
         let back = Reply::from_map(&r.to_map()).unwrap();
+        assert_eq!(r.encode(), crate::oslo::encode_envelope(&r.to_map()));
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn reply_encode_is_the_envelope_of_its_map() {
+        let result = json!({"a": [1, 2.5, -0.0, 1e16, null, true], "s": "q\"\\\n\u{1}é🚀", "n": {"x": {}}, "e": []});
+        let failure = crate::oslo::failure::RemoteFailure::value_error("bad \"thing\" é".to_string());
+        for r in [
+            Reply::success("m1", result.clone()),
+            Reply::success("m2", Value::Null),
+            Reply::success("m3", json!("just a string")),
+            Reply::failure("m4", &failure),
+            Reply::heartbeat("m5"),
+        ] {
+            assert_eq!(r.encode(), crate::oslo::encode_envelope(&r.to_map()), "{r:?}");
+        }
     }
 }

@@ -90,13 +90,18 @@ impl ObjectPrimitive {
 
     /// The wire form, keys in zun's order.
     pub fn to_value(&self) -> Value {
+        self.clone().into_value()
+    }
+
+    /// [`ObjectPrimitive::to_value`] without copying the data.
+    pub fn into_value(self) -> Value {
         let mut m = Map::new();
-        m.insert(KEY_NAME.into(), Value::String(self.name.clone()));
-        m.insert(KEY_NAMESPACE.into(), Value::String(self.namespace.clone()));
-        m.insert(KEY_VERSION.into(), Value::String(self.version.clone()));
-        m.insert(KEY_DATA.into(), Value::Object(self.data.clone()));
+        m.insert(KEY_NAME.into(), Value::String(self.name));
+        m.insert(KEY_NAMESPACE.into(), Value::String(self.namespace));
+        m.insert(KEY_VERSION.into(), Value::String(self.version));
+        m.insert(KEY_DATA.into(), Value::Object(self.data));
         if !self.changes.is_empty() {
-            m.insert(KEY_CHANGES.into(), Value::Array(self.changes.iter().cloned().map(Value::String).collect()));
+            m.insert(KEY_CHANGES.into(), Value::Array(self.changes.into_iter().map(Value::String).collect()));
         }
         Value::Object(m)
     }
@@ -283,7 +288,8 @@ impl Container {
 
     /// The wire value (at the version received).
     pub fn to_value(&self) -> Value {
-        self.to_primitive().to_value()
+        // One copy of the data (into the primitive), not two.
+        self.to_primitive().into_value()
     }
 
     /// The minor version number (`1.44` -> 44); 0 when unparsable.
@@ -313,20 +319,27 @@ impl Container {
 
     /// The spec of a field at this object's version (`None`: not a field here).
     pub fn field_spec(&self, field: &str) -> Option<&'static FieldSpec> {
+        self.field_spec_at(field, self.container_minor())
+    }
+
+    /// [`Container::field_spec`] with the Container minor version already known.
+    fn field_spec_at(&self, field: &str, container_minor: u32) -> Option<&'static FieldSpec> {
         let extra: &[FieldSpec] = match self.name.as_str() {
             "Capsule" => CAPSULE_EXTRA_FIELDS,
             "CapsuleContainer" | "CapsuleInitContainer" => CAPSULE_CONTAINER_EXTRA_FIELDS,
             _ => &[],
         };
-        extra.iter().find(|s| s.name == field).or_else(|| container_fields::container_field(field, self.container_minor()))
+        extra.iter().find(|s| s.name == field).or_else(|| container_fields::container_field(field, container_minor))
     }
 
     /// Checks every set field known at this version against its type, with the real
     /// server's coercion tolerance; nested objects are checked recursively (name,
     /// namespace, version, fields). Unknown fields are left alone.
     pub fn validate(&self) -> Result<(), ObjectError> {
+        // The version is parsed once, not once per field.
+        let minor = self.container_minor();
         for (field, value) in &self.data {
-            let Some(spec) = self.field_spec(field) else { continue };
+            let Some(spec) = self.field_spec_at(field, minor) else { continue };
             validate_field(&self.name, spec, value)?;
         }
         Ok(())

@@ -67,7 +67,8 @@ pub fn parse(text: &str) -> Result<Value, PyJsonError> {
 fn numbers_as_python_reads_them(v: &Value) -> bool {
     match v {
         Value::Number(n) => {
-            let text = n.to_string();
+            // The number's source text (arbitrary_precision), read without copying it.
+            let text = n.as_str();
             if text.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
                 text.len() <= MAX_INT_DIGITS
             } else {
@@ -357,7 +358,8 @@ fn write_map(out: &mut String, m: &Map<String, Value>) {
     out.push('}');
 }
 
-fn write_value(out: &mut String, v: &Value) {
+/// `json.dumps(v)` appended to `out`.
+pub fn write_value(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -455,7 +457,23 @@ pub fn py_float_value(f: f64) -> Value {
 /// A JSON string literal with `ensure_ascii=True` escaping.
 pub fn write_str(out: &mut String, s: &str) {
     out.push('"');
-    for c in s.chars() {
+    let mut rest = s;
+    loop {
+        // Printable ASCII other than `"` and `\\` is copied as is, a run at a time.
+        let plain = rest.bytes().position(|b| !(b' '..=b'~').contains(&b) || b == b'"' || b == b'\\').unwrap_or(rest.len());
+        out.push_str(&rest[..plain]);
+        rest = &rest[plain..];
+        let Some(c) = rest.chars().next() else { break };
+        rest = &rest[c.len_utf8()..];
+        write_char_escaped(out, c);
+    }
+    out.push('"');
+}
+
+/// One character of a JSON string that is not plain printable ASCII, as `json.dumps`
+/// writes it.
+fn write_char_escaped(out: &mut String, c: char) {
+    {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
@@ -476,7 +494,6 @@ pub fn write_str(out: &mut String, s: &str) {
             }
         }
     }
-    out.push('"');
 }
 
 /// Python's type name for the value `json.loads` would produce (`NoneType`, `bool`,
@@ -485,7 +502,7 @@ pub fn py_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",
         Value::Bool(_) => "bool",
-        Value::Number(n) if is_int_literal(&n.to_string()) => "int",
+        Value::Number(n) if is_int_literal(n.as_str()) => "int",
         Value::Number(_) => "float",
         Value::String(_) => "str",
         Value::Array(_) => "list",
