@@ -190,8 +190,14 @@ pub async fn cast(settings: &Settings, args: CastArgs) -> Result<(), crate::work
             loop {
                 let row = store.container_get(&uuid).await.map_err(|e| fail(&e))?;
                 if let Some(row) = row {
+                    // With run, Created is only the moment between create and start
+                    // (task_state is empty there too, as in zun): not settled yet.
                     let settled = row.get_str("task_state").is_none()
-                        && matches!(row.get_str("status"), Some("Running" | "Created" | "Error" | "Stopped"));
+                        && match row.get_str("status") {
+                            Some("Running" | "Error" | "Stopped") => true,
+                            Some("Created") => no_run,
+                            _ => false,
+                        };
                     if settled {
                         print_container(&row);
                         return if row.get_str("status") == Some("Error") {

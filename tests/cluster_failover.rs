@@ -20,10 +20,23 @@ fn state_dir() -> String {
     std::env::var("ZUN_RS_STATE").unwrap_or_else(|_| STATE.to_string())
 }
 
+/// Runs `scripts/rabbit-cluster.sh`. A `ctl` (rabbitmqctl) is tried again until it works or
+/// 90 s have passed: the CLI's own Erlang VM was seen to crash at its start ("no logger
+/// present ... code_server") against a node that `up` had just restarted.
 fn cluster(args: &[&str]) -> String {
-    let out = Command::new("bash").arg(repo_path("scripts/rabbit-cluster.sh")).args(args).output().expect("rabbit-cluster.sh");
-    assert!(out.status.success(), "rabbit-cluster.sh {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = Command::new("bash").arg(repo_path("scripts/rabbit-cluster.sh")).args(args).output().expect("rabbit-cluster.sh");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        let err = String::from_utf8_lossy(&out.stderr);
+        if args.first() != Some(&"ctl") || Instant::now() >= deadline {
+            panic!("rabbit-cluster.sh {args:?}: {err}");
+        }
+        eprintln!("rabbit-cluster.sh {args:?} failed; trying again: {}", err.lines().next().unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 struct ClusterLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
