@@ -89,24 +89,15 @@ async fn a_create_is_announced_in_order_and_counted_in_metrics() {
     for _ in 0..3 {
         zun.cmd_async("rpcapi", json!({"uuid": uuid, "method": "container_show", "args": []})).await.unwrap();
     }
-    let text = reqwest_get(port, "/metrics").await;
-    let lines: Vec<Result<String, std::io::Error>> = text.lines().map(|l| Ok(l.to_string())).collect();
-    let scrape = prometheus_parse::Scrape::parse(lines.into_iter()).expect("prometheus text parses");
-    let count = |method: &str, outcome: &str| -> f64 {
-        scrape
-            .samples
-            .iter()
-            .filter(|s| {
-                s.metric == "zun_compute_rpc_messages_total"
-                    && s.labels.get("method") == Some(method)
-                    && s.labels.get("outcome") == Some(outcome)
-            })
-            .map(|s| match s.value {
-                prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Gauge(v) => v,
-                _ => 0.0,
-            })
-            .sum()
-    };
+    // The worker acks a call's delivery just after publishing its reply, so the
+    // last ack may land a moment after the call returns: wait for it, with a deadline.
+    let text = wait_for(Duration::from_secs(20), "three acked container_show in /metrics", || async {
+        let text = reqwest_get(port, "/metrics").await;
+        (rpc_count(&text, "container_show", "acked") == 3.0).then_some(text)
+    })
+    .await;
+    let count = |method: &str, outcome: &str| rpc_count(&text, method, outcome);
+    let scrape = parse_scrape(&text);
     assert_eq!(count("container_show", "received"), 3.0, "{text}");
     assert_eq!(count("container_show", "acked"), 3.0, "{text}");
     assert_eq!(count("container_create", "received"), 1.0, "{text}");
@@ -120,6 +111,26 @@ async fn a_create_is_announced_in_order_and_counted_in_metrics() {
         async move { r.ok().filter(Value::is_null).map(|_| ()) }
     })
     .await;
+}
+
+fn parse_scrape(text: &str) -> prometheus_parse::Scrape {
+    let lines: Vec<Result<String, std::io::Error>> = text.lines().map(|l| Ok(l.to_string())).collect();
+    prometheus_parse::Scrape::parse(lines.into_iter()).expect("prometheus text parses")
+}
+
+/// The value of `zun_compute_rpc_messages_total{method, outcome}` in a scrape.
+fn rpc_count(text: &str, method: &str, outcome: &str) -> f64 {
+    parse_scrape(text)
+        .samples
+        .iter()
+        .filter(|s| {
+            s.metric == "zun_compute_rpc_messages_total" && s.labels.get("method") == Some(method) && s.labels.get("outcome") == Some(outcome)
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => 0.0,
+        })
+        .sum()
 }
 
 /// A tiny HTTP GET on 127.0.0.1 (no HTTP client crate needed for three endpoints).
