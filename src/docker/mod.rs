@@ -60,6 +60,31 @@ impl Default for DockerSettings {
     }
 }
 
+/// How long an idle keep-alive connection to the engine's unix socket stays in the pool.
+/// dockerd closes none itself (Go's http.Server with no idle timeout); this only bounds
+/// how many descriptors an idle worker holds.
+const DOCKER_POOL_IDLE: Duration = Duration::from_secs(30);
+
+/// bollard over the engine's unix socket with **kept-alive connections**, as docker-py's
+/// requests session does. bollard's own unix client disables hyper's pool
+/// (`pool_max_idle_per_host(0)`), so each call opened, handshook and closed a new socket:
+/// ~10 connections per container create, a measurable share of the worker's CPU (see
+/// docs/benchmarks.md). Same connector (hyperlocal's, socket path hex-encoded in the URI's
+/// host as bollard does), same per-call timeout (bollard applies it around the transport).
+fn connect_unix_pooled(path: &str, secs: u64, version: &bollard::ClientVersion) -> Result<Docker, bollard::errors::Error> {
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    if !std::path::Path::new(path).exists() {
+        return Err(bollard::errors::Error::SocketNotFoundError(path.to_string()));
+    }
+    let client = std::sync::Arc::new(Client::builder(TokioExecutor::new()).pool_idle_timeout(DOCKER_POOL_IDLE).build(hyperlocal::UnixConnector));
+    let transport = move |req: bollard::BollardRequest| {
+        let client = client.clone();
+        async move { client.request(req).await.map_err(bollard::errors::Error::from) }
+    };
+    Docker::connect_with_custom_transport(transport, Some(format!("unix://{}", hex::encode(path))), secs, version)
+}
+
 /// Registry credentials for a pull (zun's `auth_config`). Never logged.
 #[derive(Clone, PartialEq)]
 pub struct RegistryCredentials {
@@ -190,9 +215,9 @@ impl DockerClient {
         let secs = cfg.timeout.as_secs().max(1);
         let version = bollard::API_DEFAULT_VERSION;
         let docker = if let Some(path) = url.strip_prefix("unix://") {
-            Docker::connect_with_unix(path, secs, version)
+            connect_unix_pooled(path, secs, version)
         } else if url.starts_with('/') {
-            Docker::connect_with_unix(url, secs, version)
+            connect_unix_pooled(url, secs, version)
         } else if url.starts_with("tcp://") || url.starts_with("http://") {
             Docker::connect_with_http(url, secs, version)
         } else {
