@@ -30,6 +30,13 @@ pub struct Publisher {
     last_broker: std::sync::atomic::AtomicUsize,
     /// Set when an error dropped the connection (the next connect avoids its broker).
     lost: std::sync::atomic::AtomicBool,
+    /// Bumped by every new connection: what `declared` was recorded on.
+    generation: std::sync::atomic::AtomicU64,
+    /// The notification exchanges/queues/bindings already declared on the current
+    /// connection (generation, keys): oslo's `_declared_queues`, which it clears when its
+    /// channel changes. Each notification used to declare all three again (three broker
+    /// round trips before every publish).
+    declared: std::sync::Mutex<(u64, std::collections::HashSet<String>)>,
 }
 
 /// oslo's message properties: application/json, utf-8, empty headers, persistent, priority 0.
@@ -53,19 +60,26 @@ impl Publisher {
             conn: Mutex::new(None),
             last_broker: std::sync::atomic::AtomicUsize::new(usize::MAX),
             lost: Default::default(),
+            generation: Default::default(),
+            declared: Default::default(),
         }
     }
 
     /// The confirm-mode channel, (re)connecting when needed.
     async fn channel(&self) -> Result<Channel, AmqpError> {
+        self.channel_gen().await.map(|(ch, _)| ch)
+    }
+
+    /// The channel and the generation of its connection.
+    async fn channel_gen(&self) -> Result<(Channel, u64), AmqpError> {
+        use std::sync::atomic::Ordering;
         let mut guard = self.conn.lock().await;
         if let Some((conn, ch)) = guard.as_ref() {
             if conn.status().connected() && ch.status().connected() {
-                return Ok(ch.clone());
+                return Ok((ch.clone(), self.generation.load(Ordering::Relaxed)));
             }
         }
         // A lost connection fails over at once to another broker (the lost one last).
-        use std::sync::atomic::Ordering;
         let lost = guard.take().is_some() || self.lost.swap(false, Ordering::Relaxed);
         let prev = self.last_broker.load(Ordering::Relaxed);
         let avoid = (lost && prev != usize::MAX).then_some(prev);
@@ -77,7 +91,8 @@ impl Publisher {
         let ch = conn.create_channel().await?;
         ch.confirm_select(ConfirmSelectOptions::default()).await?;
         *guard = Some((conn, ch.clone()));
-        Ok(ch)
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        Ok((ch, generation))
     }
 
     async fn reset(&self) {
@@ -169,7 +184,15 @@ impl Publisher {
         binding: &oslo::Binding,
         body: &[u8],
     ) -> Result<Settled, AmqpError> {
-        let ch = self.channel().await?;
+        let (ch, generation) = self.channel_gen().await?;
+        let key = format!("{}\0{}\0{}\0{}", exchange.name, queue.name, binding.exchange, binding.routing_key);
+        let known = {
+            let d = self.declared.lock().unwrap_or_else(|p| p.into_inner());
+            d.0 == generation && d.1.contains(&key)
+        };
+        if known {
+            return self.publish(&binding.exchange, &binding.routing_key, body, oslo_properties(None), false).await;
+        }
         let declared = async {
             ch.exchange_declare(
                 ShortString::from(exchange.name.as_str()),
@@ -203,6 +226,15 @@ impl Publisher {
         if let Err(e) = declared {
             self.reset().await;
             return Err(e.into());
+        }
+        {
+            let mut d = self.declared.lock().unwrap_or_else(|p| p.into_inner());
+            if d.0 < generation {
+                *d = (generation, Default::default());
+            }
+            if d.0 == generation {
+                d.1.insert(key);
+            }
         }
         self.publish(&binding.exchange, &binding.routing_key, body, oslo_properties(None), false).await
     }
