@@ -200,22 +200,32 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     // A connection URL that can never work (malformed, TLS files missing, TLS asked for
     // and impossible) is refused at once rather than waited for.
     let refused = |e: &StoreError| matches!(e, StoreError::BadUrl(_) | StoreError::Tls { .. });
-    let Some(store) =
-        retry_until_stopped("database", StartupWait::database(&settings), &mut stop, refused, || open_store(&settings)).await?
-    else {
-        return Ok(());
-    };
-    let store = Arc::new(store);
-    Health::set(&health.db_ok, true);
     let connect = || async {
         let docker = connect_docker(&settings).await?;
         let info = docker.info().await?;
         Ok::<_, DockerError>((docker, info))
     };
-    let Some((docker, info)) = retry_until_stopped("docker", StartupWait::FOREVER, &mut stop, |_: &DockerError| false, connect).await?
-    else {
+    // The database and Docker are independent: both are reached at once (start-up is
+    // their slower one, not their sum). A refused database URL still ends the start at
+    // once (`try_join!` returns the first error); a stop ends both waits.
+    let (mut stop_db, mut stop_docker) = (stop.clone(), stop.clone());
+    let (store, docker) = tokio::try_join!(
+        async {
+            retry_until_stopped("database", StartupWait::database(&settings), &mut stop_db, refused, || open_store(&settings))
+                .await
+                .map_err(WorkerError::from)
+        },
+        async {
+            retry_until_stopped("docker", StartupWait::FOREVER, &mut stop_docker, |_: &DockerError| false, connect)
+                .await
+                .map_err(WorkerError::from)
+        },
+    )?;
+    let (Some(store), Some((docker, info))) = (store, docker) else {
         return Ok(());
     };
+    let store = Arc::new(store);
+    Health::set(&health.db_ok, true);
     let docker = Arc::new(docker);
     Health::set(&health.docker_ok, true);
     let disk_quota_supported = info.disk_quota_supported().unwrap_or(false);
@@ -266,8 +276,10 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     let manager = Arc::new(Manager::new(svc.clone(), executor.clone()));
 
     // zun's Service.start order: heartbeat, init_containers, periodic tasks, RPC server.
-    periodic::heartbeat(&svc, &health).await;
-    if let Err(e) = periodic::inventory::refresh(&svc).await {
+    // The heartbeat (service row) and the first inventory (compute_node row, Docker's
+    // info) touch nothing of each other: run together, start-up waits for the slower.
+    let (_, inventory) = tokio::join!(periodic::heartbeat(&svc, &health), periodic::inventory::refresh(&svc));
+    if let Err(e) = inventory {
         tracing::warn!(error = %e, "first compute node inventory failed");
     }
     recovery::recover(&svc, &manager).await;
