@@ -146,6 +146,10 @@ mod tests {
         assert_eq!(a[1].vhost, "zun/vh");
         assert!(!a[0].display().contains("p@ss"));
         assert!(a[0].uri(60).starts_with("amqp://u:p%40ss@h1:5672/zun%2Fvh"));
+        // lapin reads both from the query: the heartbeat, and the frame size it proposes.
+        assert!(a[0].uri(60).ends_with("?heartbeat=60&frame_max=32768"));
+        let parsed: lapin::uri::AMQPUri = a[0].uri(60).parse().unwrap();
+        assert_eq!(parsed.query.frame_max, Some(FRAME_MAX));
     }
 
     #[test]
