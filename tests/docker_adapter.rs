@@ -43,24 +43,25 @@ async fn client() -> DockerClient {
 
 /// Removes containers and images when dropped (also on panic).
 struct Cleanup {
-    client: DockerClient,
     containers: Vec<String>,
     images: Vec<String>,
 }
 
 impl Cleanup {
-    fn new(client: &DockerClient) -> Self {
-        Cleanup { client: client.clone(), containers: vec![], images: vec![] }
+    fn new(_test_client: &DockerClient) -> Self {
+        Cleanup { containers: vec![], images: vec![] }
     }
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let c = self.client.clone();
+        // A client of its own: the test's client keeps its idle connections alive on the
+        // test's runtime, which is blocked in this drop, so a clone would wait forever.
         let containers = std::mem::take(&mut self.containers);
         let images = std::mem::take(&mut self.images);
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+            let Ok(c) = DockerClient::connect(&DockerSettings { api_url: docker_url(), timeout: Duration::from_secs(60) }) else { return };
             rt.block_on(async {
                 for id in containers {
                     let _ = c.remove(&id, true).await;

@@ -69,7 +69,8 @@ const DOCKER_POOL_IDLE: Duration = Duration::from_secs(30);
 /// requests session does. bollard's own unix client disables hyper's pool
 /// (`pool_max_idle_per_host(0)`), so each call opened, handshook and closed a new socket:
 /// ~10 connections per container create, a measurable share of the worker's CPU (see
-/// docs/benchmarks.md). Same connector (hyperlocal's, socket path hex-encoded in the URI's
+/// docs/benchmarks.md). The pooled connections are driven by tasks of the runtime that
+/// opened them: use a client (and its clones) within one runtime. Same connector (hyperlocal's, socket path hex-encoded in the URI's
 /// host as bollard does), same per-call timeout (bollard applies it around the transport).
 fn connect_unix_pooled(path: &str, secs: u64, version: &bollard::ClientVersion) -> Result<Docker, bollard::errors::Error> {
     use hyper_util::client::legacy::Client;
