@@ -36,6 +36,9 @@ BOOT_DEADLINE=${RABBIT_CLUSTER_BOOT_DEADLINE:-90}
 RMQ_BIN=/usr/lib/rabbitmq/bin
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin ;; esac
 
+ME=rabbit-cluster.sh
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh" # close_inherited_fds (its die is redefined below)
 say() { printf '[rabbit-cluster] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 now_ms() { date +%s%3N; }
@@ -109,7 +112,7 @@ layout() {
 
 epmd_up() {
   listening "$EPMD_PORT" && return 0
-  ERL_EPMD_ADDRESS=127.0.0.1 setsid epmd -port "$EPMD_PORT" -address 127.0.0.1 </dev/null >"$BASE/epmd.log" 2>&1 9>&- &
+  ERL_EPMD_ADDRESS=127.0.0.1 detach "$BASE/epmd.log" epmd -port "$EPMD_PORT" -address 127.0.0.1
   echo $! > "$BASE/epmd.pid"
   wait_until 10 "epmd on $EPMD_PORT" listening "$EPMD_PORT"
 }
@@ -131,8 +134,8 @@ launch() {
     listening "$p" && die "port $p is in use by something else"
   done
   rm -f "$(ndir "$i")/beam.pid"
-  # (fd 9, the script lock, must not live on in the daemon)
-  ( node_env "$i"; exec "$RMQ_BIN/rabbitmq-server" -detached ) >>"$(ndir "$i")/log/launch.out" 2>&1 9>&-
+  # (no inherited descriptor, the script lock or a test's, may live on in the daemon)
+  ( close_inherited_fds; node_env "$i"; exec "$RMQ_BIN/rabbitmq-server" -detached ) >>"$(ndir "$i")/log/launch.out" 2>&1
 }
 
 serving() { listening "$(amqp_port "$1")"; }
