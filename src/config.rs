@@ -305,7 +305,11 @@ pub struct ComputeSection {
     pub reserved_host_cpus: i64,
     pub reserved_host_memory_mb: i64,
     pub reserved_host_disk_mb: i64,
+    /// Start, at start-up, the containers recorded Running that Docker has stopped (a host
+    /// reboot); zun's option, default off.
     pub resume_container_state: bool,
+    /// Mount the containers' volumes again at start-up (zun's option, default on).
+    pub remount_container_volume: bool,
     /// Containers operated on at once (different UUIDs); like nova's max concurrent builds.
     pub max_concurrent_operations: usize,
     /// Unacknowledged deliveries per consumer when `rabbit_qos_prefetch_count` is 0.
@@ -339,6 +343,7 @@ impl Default for ComputeSection {
             reserved_host_memory_mb: 512,
             reserved_host_disk_mb: 0,
             resume_container_state: false,
+            remount_container_volume: true,
             max_concurrent_operations: 16,
             prefetch: 64,
             graceful_shutdown_timeout: 160,

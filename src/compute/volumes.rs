@@ -313,6 +313,32 @@ async fn detach_one(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
     }
 }
 
+/// zun's `_remount_volume` at start-up (`[compute] remount_container_volume`), for one
+/// mapping: a local volume's file written again from its contents; a Cinder volume with a
+/// saved connection connected again through its connector and mounted (nothing when
+/// still mounted; a device that will not mount is an error, never formatted), its
+/// `device_path` saved when it changed; one with no saved connection (the worker stopped
+/// in the middle of its attach) attached from the start.
+pub async fn remount(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
+    match provider_of(m)? {
+        Provider::Local => attach_one(op, m).await,
+        Provider::Cinder => {
+            let Some(text) = m.volume.connection_info.as_deref() else { return cinder_attach(op, m).await };
+            let mut conn: Value = serde_json::from_str(text)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| VolumeError::Connection("the saved connection_info is not a JSON object".into()))?;
+            let device = connector_for(&conn)?.connect(&conn["data"])?;
+            if conn["data"]["device_path"].as_str() != Some(device.as_str()) {
+                conn["data"]["device_path"] = json!(device);
+                op.svc.store.volume_set_connection_info(m.volume.id, Some(&crate::oslo::pyjson::to_python_json(&conn))).await?;
+            }
+            mounts(op).remount_device(&device, &m.volume.uuid, &op.svc.conf.volume.fstype).await?;
+            Ok(())
+        }
+    }
+}
+
 // ------------------------------------------------------------------------------ Cinder
 
 /// Cinder through the worker's Keystone session and `[cinder_client]`.
