@@ -49,34 +49,11 @@ export PATH
 # every service writes bytecode-less venvs otherwise slow to start; uv compiles at install
 unset PYTHONDONTWRITEBYTECODE || true
 
-now_ns() { date +%s%N; }
+ME=openstack.sh
+# shellcheck source=lib/common.sh
+source "$HERE/lib/common.sh"
 T0=$(now_ns)
-ms_since() { echo $(( ($(now_ns) - $1) / 1000000 )); }
 log() { printf 'openstack.sh: %s\n' "$*" >&2; }
-die() { printf 'openstack.sh: ERROR: %s\n' "$*" >&2; exit 1; }
-fail_with_log() { # fail_with_log LOGFILE MESSAGE
-  if [ -f "$1" ]; then echo "--- last lines of $1:" >&2; tail -n 30 "$1" >&2; fi
-  die "$2"
-}
-pid_of() { if [ -f "$1" ]; then cat "$1" 2>/dev/null || true; fi; }
-alive() {
-  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
-  local st
-  st=$(sed -n 's/^[0-9]* (.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
-  [ "$st" != Z ]
-}
-# wait_for SECONDS WHAT PID CMD...: poll CMD until it succeeds; fail at the deadline or
-# when PID (if given) exits.
-wait_for() {
-  local secs=$1 what=$2 pid=$3; shift 3
-  local end=$(( $(now_ns) + secs * 1000000000 ))
-  while :; do
-    "$@" && return 0
-    if [ -n "$pid" ] && ! alive "$pid"; then echo "openstack.sh: $what: process $pid exited" >&2; return 2; fi
-    [ "$(now_ns)" -lt "$end" ] || { echo "openstack.sh: $what: not ready after ${secs}s" >&2; return 1; }
-    sleep 0.1
-  done
-}
 http_code() { curl -s -m 3 -o /dev/null -w '%{http_code}' "$@" 2>/dev/null || true; }
 mysql_q() { mariadb --protocol=tcp -h 127.0.0.1 -u root -Nse "$1"; }
 
@@ -139,15 +116,7 @@ db_has_tables() { [ "$(mysql_q "SELECT COUNT(*) FROM information_schema.tables W
 start_daemon() {
   local name=$1; shift
   : >"$OS/log/$name.log"
-  # The daemon must inherit no descriptor but its stdio: a caller's lock (flock -x on
-  # stack.lock around `openstack.sh up`) held open by a server would be held forever.
-  (
-    for fd in /proc/$BASHPID/fd/*; do
-      fd=${fd##*/}
-      if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
-    done
-    exec setsid "$@" >>"$OS/log/$name.log" 2>&1 </dev/null
-  ) &
+  detach "$OS/log/$name.log" "$@"
   echo $! >"$OS/run/$name.pid"
 }
 # serve NAME PORT APP [ENV=VAL...]: a WSGI app under gunicorn, waits for READY and HTTP

@@ -10,6 +10,11 @@
 #   start-node N    start node N again, wait until it serves AMQP and is in the cluster
 #   url [VHOST]     the oslo transport_url listing the three nodes
 #   ctl N ARGS...   rabbitmqctl against node N (add_vhost, list_queues, ...)
+#   partition N     cut node N off (iptables, loopback, the cluster's own ports only):
+#                   its distribution connections reset, no new distribution connection
+#                   between any nodes (the other two keep theirs), its AMQP port resets
+#                   what clients send and drops what it sends
+#   heal            remove those rules (also done by `up`, and harmless when there are none)
 #
 # Node i (1..3): name zrs<i>@localhost, AMQP 127.0.0.1:$((5790+i)), Erlang distribution
 # 127.0.0.1:$((25790+i)), a private epmd on 127.0.0.1:4371, data and logs under
@@ -25,10 +30,15 @@ DIST_BASE=25790
 EPMD_PORT=4371
 CTL_MIN=35790
 CTL_MAX=35810
+CHAIN=ZRS_PARTITION
+IPT="iptables -w 5"
 BOOT_DEADLINE=${RABBIT_CLUSTER_BOOT_DEADLINE:-90}
 RMQ_BIN=/usr/lib/rabbitmq/bin
 case ":$PATH:" in *:/usr/sbin:*) ;; *) PATH=$PATH:/usr/sbin ;; esac
 
+ME=rabbit-cluster.sh
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh" # close_inherited_fds (its die is redefined below)
 say() { printf '[rabbit-cluster] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 now_ms() { date +%s%3N; }
@@ -102,7 +112,7 @@ layout() {
 
 epmd_up() {
   listening "$EPMD_PORT" && return 0
-  ERL_EPMD_ADDRESS=127.0.0.1 setsid epmd -port "$EPMD_PORT" -address 127.0.0.1 </dev/null >"$BASE/epmd.log" 2>&1 9>&- &
+  ERL_EPMD_ADDRESS=127.0.0.1 detach "$BASE/epmd.log" epmd -port "$EPMD_PORT" -address 127.0.0.1
   echo $! > "$BASE/epmd.pid"
   wait_until 10 "epmd on $EPMD_PORT" listening "$EPMD_PORT"
 }
@@ -124,8 +134,8 @@ launch() {
     listening "$p" && die "port $p is in use by something else"
   done
   rm -f "$(ndir "$i")/beam.pid"
-  # (fd 9, the script lock, must not live on in the daemon)
-  ( node_env "$i"; exec "$RMQ_BIN/rabbitmq-server" -detached ) >>"$(ndir "$i")/log/launch.out" 2>&1 9>&-
+  # (no inherited descriptor, the script lock or a test's, may live on in the daemon)
+  ( close_inherited_fds; node_env "$i"; exec "$RMQ_BIN/rabbitmq-server" -detached ) >>"$(ndir "$i")/log/launch.out" 2>&1
 }
 
 serving() { listening "$(amqp_port "$1")"; }
@@ -135,7 +145,7 @@ all_running() { [[ $(running_nodes "$1") == "$NODES" ]]; }
 
 cmd_up() {
   local t; t=$(now_ms)
-  layout; epmd_up
+  layout; epmd_up; cmd_heal
   local i
   for ((i = 1; i <= NODES; i++)); do launch "$i"; done
   for ((i = 1; i <= NODES; i++)); do wait_until "$BOOT_DEADLINE" "$(nodename "$i") serving AMQP" serving "$i"; done
@@ -189,6 +199,50 @@ cmd_start() {
   say "$(nodename "$i") serving again after $(( $(now_ms) - t )) ms"
 }
 
+# The local ports of the Erlang distribution connections that node $1's VM opened to its
+# peers (the ones it accepted use its own distribution port).
+own_dist_ports() {
+  local pid j filter=""; pid=$(vm_pid "$1"); [[ -n $pid ]] || return 0
+  for ((j = 1; j <= NODES; j++)); do
+    (( j == $1 )) && continue
+    filter+="${filter:+ or }dport = :$((DIST_BASE + j))"
+  done
+  ss -tnpH state established "( $filter )" 2>/dev/null | awk -v p="pid=$pid," 'index($0, p) {print $3}' | sed 's/.*://' | sort -un
+}
+
+cmd_partition() {
+  local i; i=$(node_no "${1:-}")
+  [[ -n $(vm_pid "$i") ]] || die "$(nodename "$i") is not running"
+  cmd_heal
+  $IPT -N "$CHAIN"
+  local a=$(amqp_port "$i") d=$((DIST_BASE + i)) p ports
+  ports=$(own_dist_ports "$i")
+  # The resets below pass (REJECT's own reset would otherwise meet the same rules).
+  $IPT -A "$CHAIN" -p tcp --tcp-flags RST RST -j RETURN
+  # No new distribution connection between the nodes (the two others keep theirs):
+  # node N cannot reconnect, and nobody reconnects to it.
+  $IPT -A "$CHAIN" -p tcp --syn -m multiport --dports "$((DIST_BASE + 1)):$((DIST_BASE + NODES))" -j DROP
+  # Node N's distribution connections: every segment either side sends is answered with
+  # a reset, so both ends see the link fail at their next tick (as a cut cable shows
+  # itself), not only after net_ticktime.
+  for p in $d $ports; do
+    $IPT -A "$CHAIN" -p tcp --dport "$p" -j REJECT --reject-with tcp-reset
+    $IPT -A "$CHAIN" -p tcp --sport "$p" -j REJECT --reject-with tcp-reset
+  done
+  # Its AMQP port: clients get a reset for what they send; what it sends is lost.
+  $IPT -A "$CHAIN" -p tcp --dport "$a" -j REJECT --reject-with tcp-reset
+  $IPT -A "$CHAIN" -p tcp --sport "$a" -j DROP
+  $IPT -I OUTPUT -o lo -p tcp -j "$CHAIN"
+  say "partition: $(nodename "$i") cut off (amqp $a, dist $d, its own dist connections from ports: ${ports:-none})"
+}
+
+cmd_heal() {
+  $IPT -S "$CHAIN" >/dev/null 2>&1 || return 0
+  while $IPT -D OUTPUT -o lo -p tcp -j "$CHAIN" 2>/dev/null; do :; done
+  $IPT -F "$CHAIN"; $IPT -X "$CHAIN"
+  say "partition rules removed"
+}
+
 cmd_url() {
   local i s="" vhost=${1:-}
   for ((i = 1; i <= NODES; i++)); do s+="${s:+,}guest:guest@127.0.0.1:$(amqp_port "$i")"; done
@@ -197,11 +251,11 @@ cmd_url() {
 
 cmd=${1:-}; shift || true
 case $cmd in
-  up|stop|kill-node|start-node) ;;
+  up|stop|kill-node|start-node|partition|heal) ;;
   status) cmd_status; exit ;;
   url) cmd_url "$@"; exit ;;
   ctl) i=$(node_no "${1:-}"); shift; ctl "$i" "$@"; exit ;;
-  *) sed -n '2,13p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,18p' "$0" >&2; exit 2 ;;
 esac
 mkdir -p "$BASE"
 exec 9>"$BASE/script.lock"
@@ -211,4 +265,6 @@ case $cmd in
   stop) cmd_stop "$@" ;;
   kill-node) cmd_kill "$@" ;;
   start-node) cmd_start "$@" ;;
+  partition) cmd_partition "$@" ;;
+  heal) cmd_heal ;;
 esac

@@ -39,47 +39,18 @@ case ":$PATH:" in *:/sbin:*) ;; *) PATH=$PATH:/sbin ;; esac
 export PATH
 
 # ------------------------------------------------------------------ helpers
-now_ns() { date +%s%N; }
+ME=services.sh
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 T0=$(now_ns)
-ms_since() { echo $(( ($(now_ns) - $1) / 1000000 )); }
-die() { echo "services.sh: ERROR: $*" >&2; exit 1; }
 step() { STEP=$1; STEP_T=$(now_ns); }
 step_done() { printf '  %-10s %-52s %6s ms\n' "$STEP" "$1" "$(ms_since "$STEP_T")"; }
-fail_with_log() {  # fail_with_log LOG MESSAGE
-  if [ -f "$1" ]; then echo "--- last lines of $1:" >&2; tail -n 25 "$1" >&2; fi
-  die "$2"
-}
-
-pid_of() { if [ -f "$1" ]; then cat "$1" 2>/dev/null || true; fi; }
-# a live process (a zombie waiting for init to reap it counts as dead)
-alive() {
-  [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
-  local st
-  st=$(sed -n 's/^[0-9]* (.*) \(.\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true)
-  [ "$st" != Z ]
-}
-
-# wait_for SECONDS WHAT PID CMD... : poll CMD until it succeeds. Fails when the
-# deadline passes or when PID (if not empty) has exited.
-wait_for() {
-  local secs=$1 what=$2 pid=$3; shift 3
-  local end=$(( $(now_ns) + secs * 1000000000 ))
-  while :; do
-    "$@" && return 0
-    if [ -n "$pid" ] && ! alive "$pid"; then
-      echo "services.sh: $what: process $pid exited" >&2; return 2
-    fi
-    [ "$(now_ns)" -lt "$end" ] || { echo "services.sh: $what: not ready after ${secs}s" >&2; return 1; }
-    sleep 0.1
-  done
-}
 
 # start_bg NAME CMD... : start CMD in its own session, log to $STATE/NAME.log,
 # pid to $STATE/NAME.pid
 start_bg() {
   local name=$1; shift
-  # 9>&-: the daemon must not inherit (and so hold forever) the services.lock fd
-  setsid "$@" >>"$STATE/$name.log" 2>&1 </dev/null 9>&- &
+  detach "$STATE/$name.log" "$@"
   echo $! >"$STATE/$name.pid"
 }
 
@@ -368,10 +339,12 @@ db_start() {
       || fail_with_log "$STATE/mariadb.log" "mariadb-install-db failed"
   fi
   touch "$STATE/mariadb.log"; chown mysql:mysql "$STATE/mariadb.log"
-  start-stop-daemon --start --background --make-pidfile --pidfile "$STATE/mariadb.pid" \
-    --exec /usr/sbin/mariadbd -- --user=mysql --bind-address="$DB_HOST" --port="$DB_PORT" \
-    --log-error="$STATE/mariadb.log" "${DB_FAST_OPTS[@]}" 9>&- \
-    || fail_with_log "$STATE/mariadb.log" "could not start mariadbd"
+  (
+    close_inherited_fds
+    exec start-stop-daemon --start --background --make-pidfile --pidfile "$STATE/mariadb.pid" \
+      --exec /usr/sbin/mariadbd -- --user=mysql --bind-address="$DB_HOST" --port="$DB_PORT" \
+      --log-error="$STATE/mariadb.log" "${DB_FAST_OPTS[@]}"
+  ) || fail_with_log "$STATE/mariadb.log" "could not start mariadbd"
   step_done "started pid $(pid_of "$STATE/mariadb.pid"), log $STATE/mariadb.log"
 }
 

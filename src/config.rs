@@ -238,7 +238,7 @@ impl Default for DockerSection {
     }
 }
 
-/// `[database]`: the connection and oslo.db's retry options (same names, same defaults).
+/// `[database]`: the connection and oslo.db's retry and pool options (same names, same defaults).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct DatabaseSection {
@@ -259,6 +259,14 @@ pub struct DatabaseSection {
     pub db_inc_retry_interval: bool,
     /// The longest pause (s) between such retries (oslo.db: 10).
     pub db_max_retry_interval: f64,
+    /// Connections the pool keeps (oslo.db: 5); with `max_overflow`, the most it opens.
+    pub max_pool_size: i64,
+    /// Connections opened beyond `max_pool_size` under load (oslo.db: 50; -1: no limit).
+    pub max_overflow: i64,
+    /// Seconds an operation waits for a free connection (oslo.db: unset, SQLAlchemy's 30).
+    pub pool_timeout: Option<f64>,
+    /// Seconds after which a connection is replaced (oslo.db: 3600; <= 0: never).
+    pub connection_recycle_time: f64,
 }
 
 impl Default for DatabaseSection {
@@ -272,6 +280,10 @@ impl Default for DatabaseSection {
             db_retry_interval: 1.0,
             db_inc_retry_interval: true,
             db_max_retry_interval: 10.0,
+            max_pool_size: 5,
+            max_overflow: 50,
+            pool_timeout: None,
+            connection_recycle_time: 3600.0,
         }
     }
 }
@@ -293,7 +305,11 @@ pub struct ComputeSection {
     pub reserved_host_cpus: i64,
     pub reserved_host_memory_mb: i64,
     pub reserved_host_disk_mb: i64,
+    /// Start, at start-up, the containers recorded Running that Docker has stopped (a host
+    /// reboot); zun's option, default off.
     pub resume_container_state: bool,
+    /// Mount the containers' volumes again at start-up (zun's option, default on).
+    pub remount_container_volume: bool,
     /// Containers operated on at once (different UUIDs); like nova's max concurrent builds.
     pub max_concurrent_operations: usize,
     /// Unacknowledged deliveries per consumer when `rabbit_qos_prefetch_count` is 0.
@@ -327,6 +343,7 @@ impl Default for ComputeSection {
             reserved_host_memory_mb: 512,
             reserved_host_disk_mb: 0,
             resume_container_state: false,
+            remount_container_volume: true,
             max_concurrent_operations: 16,
             prefetch: 64,
             graceful_shutdown_timeout: 160,
@@ -798,6 +815,19 @@ mod tests {
         assert_eq!(s.compute.topic, "zun-compute");
         assert!(!s.default.host.is_empty());
         assert_eq!(s.oslo_messaging_rabbit.rabbit_transient_queues_ttl, 1800);
+    }
+
+    #[test]
+    fn database_pool_options_as_oslo_db_names_them() {
+        let d = Settings::load::<&Path>(&[], Vec::new()).unwrap().database;
+        assert_eq!((d.max_pool_size, d.max_overflow, d.pool_timeout, d.connection_recycle_time), (5, 50, None, 3600.0));
+        let f = write("[database]\nmax_pool_size = 2\nmax_overflow = 0\npool_timeout = 7.5\nconnection_recycle_time = 120\n");
+        let d = Settings::load(&[f.path()], Vec::new()).unwrap().database;
+        assert_eq!((d.max_pool_size, d.max_overflow, d.pool_timeout, d.connection_recycle_time), (2, 0, Some(7.5), 120.0));
+        let p = crate::store::pool::PoolSettings::from_options(d.max_pool_size, d.max_overflow, d.pool_timeout, d.connection_recycle_time);
+        assert_eq!(p.max_connections, 2);
+        assert_eq!(p.acquire_timeout, std::time::Duration::from_millis(7500));
+        assert_eq!(p.max_lifetime, Some(std::time::Duration::from_secs(120)));
     }
 
     #[test]

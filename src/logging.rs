@@ -11,7 +11,8 @@
 //!   bytes, at every retry. The publisher logs one line per abandoned reply instead.
 //! - lapin's own ERROR lines for a lost connection (`lapin::io_loop` "error doing IO",
 //!   `lapin::channels` "Connection error", `lapin::channel` "Channel closed", e.g. a 404
-//!   on a fanout exchange the lost node auto-deleted) are silenced: a broker node lost is a failover
+//!   on a fanout exchange the lost node auto-deleted, `lapin::heartbeat` "We haven't received
+//!   anything from the server for too long", a node partitioned away) are silenced: a broker node lost is a failover
 //!   the AMQP layer handles, and it logs it once, at WARN, with the error and where it
 //!   goes next (a failover that cannot be handled still ends in an ERROR of ours).
 use crate::config::Settings;
@@ -20,7 +21,8 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::EnvFilter;
 
 /// lapin modules kept quiet (see the module comment).
-const QUIET: &[&str] = &["lapin::returned_messages=error", "lapin::io_loop=off", "lapin::channels=off", "lapin::channel=off"];
+const QUIET: &[&str] =
+    &["lapin::returned_messages=error", "lapin::io_loop=off", "lapin::channels=off", "lapin::channel=off", "lapin::heartbeat=off"];
 
 pub fn init(settings: &Settings) {
     let default = if settings.default.debug { "debug,lapin=info,hyper=info,sqlx=warn" } else { "info,lapin=warn,sqlx=warn" };

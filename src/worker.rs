@@ -80,7 +80,8 @@ pub async fn open_store(settings: &Settings) -> Result<Store, StoreError> {
         }
     }
     let d = &settings.database;
-    let store = Store::connect(d.connection.as_ref().map(crate::config::Secret::expose), &path).await?.with_retry_policy(
+    let pool = crate::store::pool::PoolSettings::from_options(d.max_pool_size, d.max_overflow, d.pool_timeout, d.connection_recycle_time);
+    let store = Store::connect_with_pool(d.connection.as_ref().map(crate::config::Secret::expose), &path, &pool).await?.with_retry_policy(
         crate::store::retry::RetryPolicy::from_options(
             d.db_max_retries,
             d.db_retry_interval,

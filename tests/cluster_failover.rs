@@ -343,3 +343,271 @@ async fn routing_over_ten_hosts(workers: &[Worker]) {
     }
     println!("ROUTING: topic casts handled by workers {topic_spread:?}");
 }
+
+/// How many times the worker ran the method of request `id` (its one settle line: "done"
+/// or "method failed").
+fn runs_of(log: &str, id: &str) -> usize {
+    let key = format!("request_id={id}");
+    log.lines().filter(|l| l.contains(&key) && (l.contains("method failed") || l.contains(" done"))).count()
+}
+
+/// Classic queues (the default): the node holding the worker's queues (the node it
+/// listens on; non-durable classic queues live on the node that declared them) is
+/// SIGKILLed in the middle of a stream of casts. The queues and whatever was only in
+/// them die with the node. What the worker guarantees, asserted: it consumes again on a
+/// live node with its queues declared there, never runs a message twice, never wedges
+/// (every cast published after it consumes again runs, and a call then gets its reply).
+/// What is lost is recorded, and bounded structurally: only casts published before the
+/// worker consumed again can be lost (those still queued on the dead node, and those
+/// published while no queue was bound: unroutable, dropped by the exchange).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classic_queues_lose_only_what_was_on_the_dead_node() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use zun_compute_rs::amqp::{client::RpcClient, AmqpSettings};
+    let _lock = cluster_lock(true);
+    let vhost = ClusterVhost::new();
+    let w = Worker::start_on(Some(&vhost.url()), "", "");
+    let sessions_before = consuming_lines(&w).len();
+    let (_, port) = consuming_lines(&w).last().cloned().expect("a consuming line");
+    let node: u8 = port.parse::<u32>().ok().and_then(|p| p.checked_sub(5790)).filter(|n| (1..=3).contains(n)).expect("cluster port") as u8;
+    let others: Vec<u8> = (1..=3).filter(|n| *n != node).collect();
+
+    // The client publishes through the two other nodes only: what is measured is the
+    // worker's failover, not the client's.
+    let client_url = format!(
+        "rabbit://{}/{}",
+        others.iter().map(|n| format!("guest:guest@127.0.0.1:{}", 5790 + *n as u32)).collect::<Vec<_>>().join(","),
+        vhost.0
+    );
+    let text = std::fs::read_to_string(&w.conf).expect("worker conf");
+    let text: String = text
+        .lines()
+        .map(|l| if l.starts_with("transport_url") { format!("transport_url = {client_url}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let client_conf = write_conf(w.dir.path(), "client.conf", &text);
+    let settings = zun_compute_rs::config::Settings::load(&[&client_conf], std::iter::empty()).expect("client conf");
+    let client =
+        Arc::new(RpcClient::connect(Arc::new(AmqpSettings::from_config(&settings).expect("amqp settings"))).await.expect("client"));
+    let args = || {
+        let mut a = serde_json::Map::new();
+        a.insert("image".into(), json!("registry.invalid:5000/nothing"));
+        a.insert("exact_match".into(), json!(false));
+        a
+    };
+
+    // The stream: casts to the worker's host, each with the time just before its publish.
+    let sent: Arc<Mutex<Vec<(String, SystemTime)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let (client, sent, stop, host) = (client.clone(), sent.clone(), stop.clone(), w.host.clone());
+        tokio::spawn(async move {
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let id = format!("req-{}", uuid::Uuid::new_v4());
+                let at = SystemTime::now();
+                if let Err(e) = client.cast(&ctx(&id), Some(&host), "image_search", args()).await {
+                    failed.push(format!("{id}: {e}"));
+                }
+                sent.lock().unwrap().push((id, at));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            failed
+        })
+    };
+    wait_for(Duration::from_secs(60), "50 casts sent", || async { (sent.lock().unwrap().len() >= 50).then_some(()) }).await;
+
+    let pid: i32 = std::fs::read_to_string(format!("{}/rabbit-cluster/zrs{node}/beam.pid", state_dir()))
+        .expect("beam.pid")
+        .trim()
+        .parse()
+        .expect("pid");
+    let _restart = Restart(node);
+    let killed_at = SystemTime::now();
+    assert!(Command::new("kill").args(["-KILL", &pid.to_string()]).status().expect("kill").success(), "kill -KILL {pid}");
+    let (resumed, new_port) =
+        wait_for(Duration::from_secs(30), "the worker consuming again", || async { consuming_lines(&w).get(sessions_before).cloned() })
+            .await;
+    assert_ne!(new_port, port, "the worker reconnected to the node that was killed");
+    // 50 more casts after the worker consumes again, then the stream stops.
+    let after = |s: &[(String, SystemTime)]| s.iter().filter(|(_, t)| *t > resumed).count();
+    wait_for(Duration::from_secs(60), "50 casts sent after the failover", || async { (after(&sent.lock().unwrap()) >= 50).then_some(()) })
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let failed = stream.await.expect("stream task");
+    assert!(failed.is_empty(), "casts the client could not publish: {failed:?}");
+
+    // A call after recovery gets its reply (image_search of a private registry: an error
+    // reply, which is a reply). It is queued behind every cast routed to the new queue.
+    let reply =
+        client.call(&ctx(&format!("req-{}", uuid::Uuid::new_v4())), Some(&w.host), "image_search", args(), Duration::from_secs(30)).await;
+    assert!(matches!(reply, Err(zun_compute_rs::amqp::client::CallError::Remote { .. })), "call after the failover: {reply:?}");
+
+    let sent = sent.lock().unwrap().clone();
+    let log = wait_for(Duration::from_secs(60), "every cast published after the failover to run", || {
+        let log = w.log_text();
+        let done = sent.iter().filter(|(_, t)| *t > resumed).all(|(id, _)| runs_of(&log, id) >= 1);
+        async move { done.then_some(log) }
+    })
+    .await;
+    let twice: Vec<&String> = sent.iter().map(|(id, _)| id).filter(|id| runs_of(&log, id) > 1).collect();
+    assert!(twice.is_empty(), "casts run more than once: {twice:?}");
+    let lost: Vec<&(String, SystemTime)> = sent.iter().filter(|(id, _)| runs_of(&log, id) == 0).collect();
+    let late: Vec<&String> = lost.iter().filter(|(_, t)| *t > resumed).map(|(id, _)| id).collect();
+    assert!(late.is_empty(), "casts published after the worker consumed again were lost: {late:?}");
+    let before_kill = lost.iter().filter(|(_, t)| *t < killed_at).count();
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "a handled failover logged errors: {errors:?}");
+    println!(
+        "CLASSIC killed zrs{node} (port {port}); consuming again on {new_port} after {:.3} s; {} casts sent ({} before the kill, {} after the resume); \
+         lost {} ({} published before the kill, {} between the kill and the resume); run twice 0",
+        resumed.duration_since(killed_at).unwrap_or_default().as_secs_f64(),
+        sent.len(),
+        sent.iter().filter(|(_, t)| *t < killed_at).count(),
+        after(&sent),
+        lost.len(),
+        before_kill,
+        lost.len() - before_kill,
+    );
+}
+
+/// Removes the partition rules (`rabbit-cluster.sh heal`), even when the test fails.
+struct Heal;
+impl Drop for Heal {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(repo_path("scripts/rabbit-cluster.sh")).arg("heal").output();
+    }
+}
+
+/// True when node `n` answers its CLI and sees all three nodes running.
+fn whole_from(n: u8) -> bool {
+    let out = Command::new("bash")
+        .arg(repo_path("scripts/rabbit-cluster.sh"))
+        .args(["ctl", &n.to_string(), "eval", "length(rabbit_mnesia:cluster_nodes(running))."])
+        .output();
+    out.is_ok_and(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).trim() == "3")
+}
+
+/// A partition of one node: the node the worker listens on (and where its quorum queues
+/// were declared, so it leads them) is cut off by iptables on its own loopback ports
+/// (`rabbit-cluster.sh partition`: its distribution port and connections silently
+/// dropped, its AMQP port answering the worker's next heartbeat with a reset). With
+/// quorum queues the majority elects new leaders; the worker moves to a majority node;
+/// every cast, published through the majority before, during and after, runs exactly
+/// once; a call afterwards gets its reply. Healed before `net_ticktime` (60 s) passes, so
+/// RabbitMQ's own partition handling (pause_minority) does not engage; the cluster is
+/// whole again before the lock is released.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_node_the_worker_moves_and_nothing_is_lost() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use zun_compute_rs::amqp::{client::RpcClient, AmqpSettings};
+    let _lock = cluster_lock(true);
+    let heal = Heal;
+    let vhost = ClusterVhost::new();
+    let w =
+        Worker::start_on(Some(&vhost.url()), "", "[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\nheartbeat_timeout_threshold = 4\n");
+    let sessions_before = consuming_lines(&w).len();
+    let (_, port) = consuming_lines(&w).last().cloned().expect("a consuming line");
+    let node: u8 = port.parse::<u32>().ok().and_then(|p| p.checked_sub(5790)).filter(|n| (1..=3).contains(n)).expect("cluster port") as u8;
+    let others: Vec<u8> = (1..=3).filter(|n| *n != node).collect();
+    let client_url = format!(
+        "rabbit://{}/{}",
+        others.iter().map(|n| format!("guest:guest@127.0.0.1:{}", 5790 + *n as u32)).collect::<Vec<_>>().join(","),
+        vhost.0
+    );
+    let text = std::fs::read_to_string(&w.conf).expect("worker conf");
+    let text: String = text
+        .lines()
+        .map(|l| if l.starts_with("transport_url") { format!("transport_url = {client_url}") } else { l.to_string() })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let client_conf = write_conf(w.dir.path(), "client.conf", &text);
+    let settings = zun_compute_rs::config::Settings::load(&[&client_conf], std::iter::empty()).expect("client conf");
+    let client =
+        Arc::new(RpcClient::connect(Arc::new(AmqpSettings::from_config(&settings).expect("amqp settings"))).await.expect("client"));
+    let args = || {
+        let mut a = serde_json::Map::new();
+        a.insert("image".into(), json!("registry.invalid:5000/nothing"));
+        a.insert("exact_match".into(), json!(false));
+        a
+    };
+
+    let sent: Arc<Mutex<Vec<(String, SystemTime)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let (client, sent, stop, host) = (client.clone(), sent.clone(), stop.clone(), w.host.clone());
+        tokio::spawn(async move {
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let id = format!("req-{}", uuid::Uuid::new_v4());
+                let at = SystemTime::now();
+                if let Err(e) = client.cast(&ctx(&id), Some(&host), "image_search", args()).await {
+                    failed.push(format!("{id}: {e}"));
+                }
+                sent.lock().unwrap().push((id, at));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            failed
+        })
+    };
+    wait_for(Duration::from_secs(60), "50 casts sent", || async { (sent.lock().unwrap().len() >= 50).then_some(()) }).await;
+
+    let cut_at = SystemTime::now();
+    let _ = tokio::task::block_in_place(|| cluster(&["partition", &node.to_string()]));
+    let (resumed, new_port) =
+        wait_for(Duration::from_secs(90), "the worker consuming again", || async { consuming_lines(&w).get(sessions_before).cloned() })
+            .await;
+    assert_ne!(new_port, port, "the worker consumed again on the partitioned node");
+    let after = |s: &[(String, SystemTime)]| s.iter().filter(|(_, t)| *t > resumed).count();
+    wait_for(Duration::from_secs(90), "50 casts sent after the move", || async { (after(&sent.lock().unwrap()) >= 50).then_some(()) })
+        .await;
+    stop.store(true, Ordering::SeqCst);
+    let failed = stream.await.expect("stream task");
+    assert!(failed.is_empty(), "casts the client could not publish: {failed:?}");
+    let healed_at = SystemTime::now();
+    drop(heal);
+
+    let reply =
+        client.call(&ctx(&format!("req-{}", uuid::Uuid::new_v4())), Some(&w.host), "image_search", args(), Duration::from_secs(60)).await;
+    assert!(matches!(reply, Err(zun_compute_rs::amqp::client::CallError::Remote { .. })), "call after the partition: {reply:?}");
+    let sent = sent.lock().unwrap().clone();
+    let log = wait_for(Duration::from_secs(120), "every cast to run", || {
+        let log = w.log_text();
+        let done = sent.iter().all(|(id, _)| runs_of(&log, id) >= 1);
+        async move { done.then_some(log) }
+    })
+    .await;
+    let twice: Vec<&String> = sent.iter().map(|(id, _)| id).filter(|id| runs_of(&log, id) > 1).collect();
+    assert!(twice.is_empty(), "casts run more than once: {twice:?}");
+    let errors: Vec<&str> = log.lines().filter(|l| l.contains(" ERROR ")).collect();
+    assert!(errors.is_empty(), "a handled partition logged errors: {errors:?}");
+
+    // The cluster whole again, seen from the node that was cut off.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut repaired = false;
+    while !whole_from(node) {
+        if Instant::now() >= deadline {
+            // RabbitMQ's own hang after a partition (the reference's note 2): restart the node.
+            cluster(&["kill-node", &node.to_string()]);
+            cluster(&["start-node", &node.to_string()]);
+            repaired = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let whole_at = SystemTime::now();
+    let secs = |a: SystemTime, b: SystemTime| b.duration_since(a).unwrap_or_default().as_secs_f64();
+    println!(
+        "PARTITION zrs{node} (port {port}) cut; worker consuming on {new_port} after {:.3} s; healed after {:.1} s; whole again {:.1} s later{}; \
+         {} casts sent ({} before the cut, {} after the move), lost 0, run twice 0",
+        secs(cut_at, resumed),
+        secs(cut_at, healed_at),
+        secs(healed_at, whole_at),
+        if repaired { " (node restarted: it hung)" } else { "" },
+        sent.len(),
+        sent.iter().filter(|(_, t)| *t < cut_at).count(),
+        after(&sent),
+    );
+}

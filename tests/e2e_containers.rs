@@ -6,14 +6,6 @@ mod common;
 use common::worker::Worker;
 use common::*;
 use serde_json::{json, Value};
-use std::time::Duration;
-use zun_compute_rs::docker::{DockerClient, DockerSettings};
-
-const WAIT: Duration = Duration::from_secs(90);
-
-fn docker() -> DockerClient {
-    DockerClient::connect(&DockerSettings::default()).expect("docker socket (run scripts/services.sh)")
-}
 
 fn fields(uuid: &str, image: &str, policy: &str, command: Value) -> Value {
     json!({
@@ -22,23 +14,6 @@ fn fields(uuid: &str, image: &str, policy: &str, command: Value) -> Value {
         "status": "Creating", "project_id": "6a3b4d0c5e8f4f7e9b1a2c3d4e5f6a7b", "user_id": "9f8e7d6c5b4a49382716a5b4c3d2e1f0",
         "interactive": false, "tty": false,
     })
-}
-
-/// Waits until the DB row (read through zun.objects) satisfies `pred`.
-async fn wait_row(zun: &mut ZunClient, uuid: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let row = zun.cmd_async("get", json!({"uuid": uuid})).await.expect("get");
-        if pred(&row) {
-            return row;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; last row: {row}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn settled(status: &'static str) -> impl Fn(&Value) -> bool {
-    move |r: &Value| r["status"] == status && r["task_state"].is_null()
 }
 
 async fn rpc(zun: &mut ZunClient, uuid: &str, method: &str, args: Value, action: Option<&str>) -> Value {

@@ -124,7 +124,9 @@ fn rpc_count(text: &str, method: &str, outcome: &str) -> f64 {
         .samples
         .iter()
         .filter(|s| {
-            s.metric == "zun_compute_rpc_messages_total" && s.labels.get("method") == Some(method) && s.labels.get("outcome") == Some(outcome)
+            s.metric == "zun_compute_rpc_messages_total"
+                && s.labels.get("method") == Some(method)
+                && s.labels.get("outcome") == Some(outcome)
         })
         .map(|s| match s.value {
             prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) | prometheus_parse::Value::Gauge(v) => v,

@@ -9,13 +9,8 @@ use common::worker::Worker;
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
-use zun_compute_rs::docker::{DockerClient, DockerSettings};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn docker() -> DockerClient {
-    DockerClient::connect(&DockerSettings::default()).expect("docker socket (run scripts/services.sh)")
-}
 
 fn fields(uuid: &str, command: Value) -> Value {
     json!({
@@ -24,18 +19,6 @@ fn fields(uuid: &str, command: Value) -> Value {
         "status": "Creating", "project_id": "6a3b4d0c5e8f4f7e9b1a2c3d4e5f6a7b", "user_id": "9f8e7d6c5b4a49382716a5b4c3d2e1f0",
         "interactive": false, "tty": false,
     })
-}
-
-async fn wait_row(zun: &mut ZunClient, uuid: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let row = zun.cmd_async("get", json!({"uuid": uuid})).await.expect("get");
-        if pred(&row) {
-            return row;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; last row: {row}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn wait_gone(zun: &mut ZunClient, uuid: &str) {
@@ -97,6 +80,61 @@ async fn local_volume_is_bound_into_the_container_and_removed_on_delete() {
     wait_gone(&mut zun, &uuid).await;
     assert!(!mountpoint.exists(), "mount point left: {}", mountpoint.display());
     assert_eq!(zun.cmd_async("volume_exists", json!({"id": volume_id})).await.unwrap(), json!(false));
+}
+
+/// A host restart, as zun-compute handles it: with the worker down, the container stops and
+/// its local volume file is gone (a tmpfs `volume_dir` after a reboot). The worker started
+/// again writes the file back (`[compute] remount_container_volume`, on by default) and,
+/// with `resume_container_state`, starts the container recorded Running, which reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_rewrites_local_volumes_and_resumes_running_containers() {
+    let mut w = Worker::start("[compute]\nresume_container_state = true\n");
+    let mut zun = w.zun();
+    let d = docker();
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let text = "remounted = yes\n";
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    let cmd = json!(["sh", "-c", "cat /etc/app/app.conf; exec sleep 300"]);
+    zun.cmd_async(
+        "rpcapi_create",
+        json!({"fields": fields(&uuid, cmd), "host": w.host, "run": true,
+               "volumes": [{"type": "bind", "source": b64, "destination": "/etc/app/app.conf"}]}),
+    )
+    .await
+    .unwrap();
+    wait_row(&mut zun, &uuid, "Running", settled("Running")).await;
+    let maps = zun.cmd_async("volume_mappings", json!({"uuid": uuid})).await.unwrap();
+    let vol_uuid = maps[0]["volume_uuid"].as_str().unwrap().to_string();
+    let file = w.dir.path().join("mnt").join(&vol_uuid).join(&vol_uuid);
+
+    // The host goes down: the worker first, then the container; the file is lost.
+    let status = tokio::task::block_in_place(|| w.stop()).expect("stopped");
+    assert!(status.success(), "{status:?}");
+    d.stop(&format!("zun-{uuid}"), Some(1)).await.unwrap();
+    std::fs::remove_file(&file).unwrap();
+
+    tokio::task::block_in_place(|| w.spawn());
+    // Recovery runs before the worker consumes: the file is back already.
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+    wait_for(WAIT, "the container started again", || {
+        let d = &d;
+        let name = format!("zun-{uuid}");
+        async move { d.inspect(&name).await.ok().filter(|i| i["State"]["Running"] == true).map(|_| ()) }
+    })
+    .await;
+    let row = wait_row(&mut zun, &uuid, "Running after the restart", settled("Running")).await;
+    assert!(row["status_reason"].is_null(), "{row}");
+    let log = w.log_text();
+    assert!(log.contains("re-attaching volume") && log.contains("resume_container_state"), "{log}");
+    // The restarted container read the rewritten file.
+    let logs =
+        zun.cmd_async("rpcapi", json!({"uuid": uuid, "method": "container_logs", "args": [true, true, false, "all", null]})).await.unwrap()
+            ["result"]
+            .clone();
+    assert!(logs.as_str().is_some_and(|l| l.matches("remounted = yes").count() == 2), "{logs}");
+
+    zun.cmd_async("rpcapi_delete", json!({"uuid": uuid, "force": true})).await.unwrap();
+    wait_gone(&mut zun, &uuid).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

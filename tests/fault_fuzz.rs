@@ -5,6 +5,8 @@
 //! a good message afterwards is still handled. A second pass sends part of the same stream
 //! through the real compute manager (SQLite store, no Docker reachable), then a real create
 //! that must end with its row in Error with a reason.
+mod common;
+
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Map, Value};
@@ -317,35 +319,23 @@ async fn the_real_manager_survives_malformed_messages_and_handles_a_create() {
     use zun_compute_rs::admin::Metrics;
     use zun_compute_rs::compute::{Executor, Manager, Services};
     use zun_compute_rs::config::Settings;
-    use zun_compute_rs::docker::{DockerClient, DockerSettings};
     use zun_compute_rs::events::Notifier;
     use zun_compute_rs::store::Store;
 
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::connect(None, &dir.path().join("zun.sqlite")).await.expect("sqlite store"));
-    // A socket nobody listens on: every Docker call is refused, as when dockerd is down.
-    let sock = dir.path().join("no-docker.sock");
-    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let docker = DockerClient::connect(&DockerSettings { api_url: format!("unix://{}", sock.display()), timeout: Duration::from_secs(5) })
-        .expect("docker client");
+    let docker = common::refused_docker(dir.path());
     let settings = Arc::new(Settings::load::<&std::path::Path>(&[], Vec::new()).unwrap());
     let metrics = Arc::new(Metrics::new());
     let host = "fuzz-node".to_string();
-    let svc = Arc::new(Services {
-        conf: zun_compute_rs::compute::ComputeSettings::from_settings(&settings),
+    let svc = Arc::new(Services::new(
         settings,
-        store: store.clone(),
-        docker: Arc::new(docker),
-        notifier: Arc::new(Notifier::disabled(&host)),
-        metrics: metrics.clone(),
-        host: host.clone(),
-        claims: tokio::sync::Mutex::new(()),
-        disk_quota_supported: false,
-        keystone: None,
-        placement: None,
-        kuryr: None,
-        glance: None,
-    });
+        store.clone(),
+        Arc::new(docker),
+        Arc::new(Notifier::disabled(&host)),
+        metrics.clone(),
+        host.clone(),
+    ));
     let executor = Executor::new(8, Some(metrics));
     let manager = Arc::new(Manager::new(svc, executor.clone()));
     let d = Dispatcher::new(manager);

@@ -28,7 +28,6 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use zun_compute_rs::docker::{DockerClient, DockerSettings};
 
 const STATE_DIR: &str = "/var/tmp/zun-rs";
 const CREATES: usize = 100;
@@ -228,10 +227,6 @@ impl Drop for DockerEvents {
             let _ = t.join();
         }
     }
-}
-
-fn docker() -> DockerClient {
-    DockerClient::connect(&DockerSettings::default()).expect("docker socket")
 }
 
 // ------------------------------------------------------------------ the stream

@@ -11,13 +11,11 @@ use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 use zun_compute_rs::admin::{Health, Metrics};
-use zun_compute_rs::amqp::{AmqpSettings, Publisher, RpcServer};
 use zun_compute_rs::config::Settings;
-use zun_compute_rs::rpc::{Dispatcher, Endpoint, MethodFuture, Request};
+use zun_compute_rs::rpc::{Endpoint, MethodFuture, Request};
 
 /// `explode` panics inside its future; `echo` answers its arguments.
 struct Volatile;
@@ -49,20 +47,7 @@ fn props() -> BasicProperties {
 async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
     let vhost = Vhost::new("zunrs-poison");
     // The operator's dead-letter policy on the worker's queues.
-    let out = Command::new("rabbitmqctl")
-        .args([
-            "set_policy",
-            "-p",
-            &vhost.name,
-            "--apply-to",
-            "queues",
-            "zun-dlx",
-            "^zun-compute",
-            r#"{"dead-letter-exchange":"zun-dead"}"#,
-        ])
-        .output()
-        .expect("rabbitmqctl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    vhost.dead_letter_to_zun_dead();
 
     let conn = Connection::connect(&vhost_amqp(&vhost), ConnectionProperties::default()).await.unwrap();
     let ch = conn.create_channel().await.unwrap();
@@ -96,20 +81,8 @@ async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
     let dir = tempfile::tempdir().unwrap();
     let conf = write_conf(dir.path(), "zun.conf", &format!("[DEFAULT]\nhost = {host}\ntransport_url = {}\n", vhost.url()));
     let settings = Settings::load(&[&conf], Vec::new()).unwrap();
-    let amqp = Arc::new(AmqpSettings::from_config(&settings).unwrap());
     let metrics = Arc::new(Metrics::new());
-    let publisher = Arc::new(Publisher::new(amqp.clone()));
-    let server = Arc::new(RpcServer::new(
-        amqp,
-        Arc::new(Dispatcher::new(Arc::new(Volatile))),
-        publisher,
-        metrics.clone(),
-        Arc::new(Health::default()),
-    ));
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(server.run(stop_rx, Duration::from_secs(5), Some(ready_tx)));
-    tokio::time::timeout(Duration::from_secs(20), ready_rx).await.expect("consuming").unwrap();
+    let server = common::wire::serve(&settings, Arc::new(Volatile), metrics.clone()).await;
 
     let server_q = format!("zun-compute.{host}");
     let send = |body: Vec<u8>| {
@@ -164,8 +137,7 @@ async fn poison_messages_are_answered_dead_lettered_and_never_redelivered() {
     let text = metrics.encode(&Health::default());
     assert!(text.contains("outcome=\"rejected\""), "{text}");
 
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(20), task).await.expect("server stops").unwrap();
+    server.shutdown().await;
     drop(conn);
 }
 

@@ -14,13 +14,8 @@ use serde_json::{json, Value};
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use zun_compute_rs::docker::{DockerClient, DockerSettings};
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn docker() -> DockerClient {
-    DockerClient::connect(&DockerSettings::default()).expect("docker socket (run scripts/services.sh)")
-}
 
 /// Removes a Docker container (or, with `image`, an image tag) when the test ends.
 struct Cleanup {
@@ -70,23 +65,6 @@ fn fields(uuid: &str, image: &str, policy: &str) -> Value {
 
 async fn row(zun: &mut ZunClient, uuid: &str) -> Value {
     zun.cmd_async("get", json!({"uuid": uuid})).await.expect("get")
-}
-
-/// Waits until the DB row (read through zun.objects) satisfies `pred`.
-async fn wait_row(zun: &mut ZunClient, uuid: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let r = row(zun, uuid).await;
-        if pred(&r) {
-            return r;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}; last row: {r}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn settled(status: &'static str) -> impl Fn(&Value) -> bool {
-    move |r: &Value| r["status"] == status && r["task_state"].is_null()
 }
 
 /// Creates a running container through zun's rpcapi and waits for it.

@@ -31,12 +31,6 @@ fn json_props() -> BasicProperties {
     BasicProperties::default().with_content_type(ShortString::from("application/json")).with_delivery_mode(2)
 }
 
-fn rabbitmqctl(args: &[&str]) -> String {
-    let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl");
-    assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// (ready, unacknowledged) of one queue.
 fn queue_stats(vhost: &str, queue: &str) -> Option<(u64, u64)> {
     let out = rabbitmqctl(&["list_queues", "-p", vhost, "-q", "--no-table-headers", "name", "messages_ready", "messages_unacknowledged"]);
@@ -185,25 +179,14 @@ async fn a_reply_queue_name_too_long_for_amqp_is_rejected_and_costs_nothing_else
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_lettered_once() {
     use zun_compute_rs::admin::{Health, Metrics};
-    use zun_compute_rs::amqp::{AmqpSettings, Publisher, RpcServer};
     use zun_compute_rs::compute::{Executor, Manager, Services};
     use zun_compute_rs::config::Settings;
     use zun_compute_rs::docker::{DockerClient, DockerSettings};
     use zun_compute_rs::events::Notifier;
-    use zun_compute_rs::rpc::Dispatcher;
     use zun_compute_rs::store::Store;
 
     let vhost = Vhost::new("zunrs-hostile");
-    rabbitmqctl(&[
-        "set_policy",
-        "-p",
-        &vhost.name,
-        "--apply-to",
-        "queues",
-        "zun-dlx",
-        "^zun-compute",
-        r#"{"dead-letter-exchange":"zun-dead"}"#,
-    ]);
+    vhost.dead_letter_to_zun_dead();
     let peer = Peer::new(&vhost.name).await;
     peer.ch
         .exchange_declare(ShortString::from("zun-dead"), ExchangeKind::Fanout, ExchangeDeclareOptions::default(), FieldTable::default())
@@ -233,21 +216,7 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
     let store = Arc::new(Store::connect(Some(&db.url), &dir.path().join("unused.sqlite")).await.expect("MariaDB store"));
     let docker = Arc::new(DockerClient::connect(&DockerSettings::default()).expect("docker"));
     let metrics = Arc::new(Metrics::new());
-    let svc = Arc::new(Services {
-        conf: zun_compute_rs::compute::ComputeSettings::from_settings(&settings),
-        settings: settings.clone(),
-        store,
-        docker,
-        notifier: Arc::new(Notifier::disabled(&host)),
-        metrics: metrics.clone(),
-        host: host.clone(),
-        claims: tokio::sync::Mutex::new(()),
-        disk_quota_supported: false,
-        keystone: None,
-        placement: None,
-        kuryr: None,
-        glance: None,
-    });
+    let svc = Arc::new(Services::new(settings.clone(), store, docker, Arc::new(Notifier::disabled(&host)), metrics.clone(), host.clone()));
     let poison_uuid = uuid::Uuid::new_v4().to_string();
     let target = poison_uuid.clone();
     let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -260,19 +229,7 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
             panic!("a bug in container_create");
         }
     }));
-    let amqp = Arc::new(AmqpSettings::from_config(&settings).unwrap());
-    let publisher = Arc::new(Publisher::new(amqp.clone()));
-    let server = Arc::new(RpcServer::new(
-        amqp,
-        Arc::new(Dispatcher::new(Arc::new(manager))),
-        publisher,
-        metrics.clone(),
-        Arc::new(Health::default()),
-    ));
-    let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(server.run(stop_rx, Duration::from_secs(5), Some(ready_tx)));
-    tokio::time::timeout(Duration::from_secs(20), ready_rx).await.expect("consuming").unwrap();
+    let server = common::wire::serve(&settings, Arc::new(manager), metrics.clone()).await;
 
     let q = format!("zun-compute.{host}");
     let prim = |uuid: &str| {
@@ -300,8 +257,7 @@ async fn a_panic_inside_an_executor_operation_of_the_real_manager_is_dead_letter
     assert!(line("container_create", "requeued").is_none(), "never requeued:\n{text}");
     assert!(line("container_delete", "acked").is_some_and(|l| l.ends_with(" 1")), "{text}");
     assert_eq!(runs.load(std::sync::atomic::Ordering::SeqCst), 1, "the poison create ran once");
-    let _ = stop.send(true);
-    tokio::time::timeout(Duration::from_secs(20), task).await.expect("server stops").unwrap();
+    server.shutdown().await;
 }
 
 // ---------------------------------------------------------------------------------------

@@ -211,6 +211,84 @@ fn capsule_through_zun_api_with_kuryr() {
     assert!(!admin.provider_consumers(&rp).contains(&uuid), "allocation freed");
 }
 
+/// A capsule template with a Cinder volume (`size`, `autoRemove`) mounted by both of its
+/// containers, through zun-api 18 and the real Cinder: zun-api creates the volume, the worker
+/// waits for it, attaches it once (the second member shares the attachment), both members
+/// see the same files; the delete detaches it and Cinder deletes it.
+#[test]
+fn capsule_with_a_cinder_volume_through_zun_api() {
+    ensure_zun_api_has_sandbox_image();
+    let _lock = StackLock::shared();
+    let admin = Stack::up();
+    let tenant_name = unique("zunrs-capv-tenant");
+    let (_tenant, stack) = Tenant::create(&admin, &tenant_name, &uuid::Uuid::new_v4().simple().to_string());
+    let _net = Network::create(&stack, "capv");
+    let az = unique("zunrs-az-capv");
+    let w = StackWorker::start_with(
+        &admin,
+        "capv",
+        &format!("default_availability_zone = {az}"),
+        "[cinder_client]\nregion_name = RegionOne\nendpoint_type = publicURL\n",
+    );
+    let name = unique("zunrs-capv");
+    let mounts = json!([{"name": "data", "mountPath": "/data"}]);
+    let template = json!({
+        "kind": "capsule",
+        "capsuleVersion": "beta",
+        "metadata": {"name": name},
+        "availabilityZone": az,
+        "spec": {
+            "containers": [
+                {"image": BUSYBOX, "command": ["sh", "-c", format!("echo from-the-writer > /data/f && sync; {SLEEPER}")],
+                 "volumeMounts": mounts},
+                {"image": BUSYBOX, "command": ["sh", "-c", SLEEPER], "volumeMounts": mounts},
+            ],
+            "volumes": [{"name": "data", "cinder": {"size": 1, "autoRemove": true}}],
+        },
+    });
+    let file = w.dir.path().join("capsule.json");
+    std::fs::write(&file, template.to_string()).unwrap();
+    let created = stack.os_json(&["capsule", "create", "--file", file.to_str().unwrap()]);
+    let uuid = created["uuid"].as_str().unwrap_or_else(|| panic!("no uuid in {created}")).to_string();
+    let mut names = DockerNames(vec![uuid.clone()]);
+    poll(WAIT, "the capsule Running", || {
+        let v = stack.try_os_json(&["capsule", "show", &uuid]).ok()?;
+        if v["status"] == "Error" {
+            panic!("capsule Error: {}\n--- worker log:\n{}", v["status_reason"], w.log_tail(60));
+        }
+        (v["status"] == "Running").then_some(())
+    });
+    let rows = sql_members(&admin, &uuid);
+    names.0.extend(rows.iter().map(|r| r[0].clone()));
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let vol = admin.sql(&format!(
+        "SELECT DISTINCT v.cinder_volume_id FROM volume_mapping m JOIN volume v ON v.id = m.volume_id \
+         WHERE m.container_uuid IN ('{}', '{}')",
+        rows[0][0], rows[1][0]
+    ));
+    assert_eq!(vol.len(), 1, "one volume for both members: {vol:?}");
+    let vol = vol[0][0].clone();
+    assert_eq!(admin.os_json(&["volume", "show", &vol])["status"], "in-use");
+    let reader = poll(Duration::from_secs(30), "the reader sees the writer's file", || {
+        let out = Command::new("docker").args(["exec", &format!("zun-{}", rows[1][0]), "cat", "/data/f"]).output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    });
+    assert_eq!(reader.trim(), "from-the-writer");
+
+    stack.os_ok(&["capsule", "delete", &uuid]);
+    poll(WAIT, "the capsule gone from zun-api", || match stack.os(&["capsule", "show", &uuid]) {
+        Err(e) if e.contains("not found") || e.contains("Not Found") || e.contains("404") => Some(()),
+        _ => None,
+    });
+    for n in &names.0 {
+        assert!(docker_inspect(n).is_none(), "zun-{n} still in Docker");
+    }
+    poll(Duration::from_secs(60), "the autoRemove volume deleted from Cinder", || {
+        admin.try_os_json(&["volume", "show", &vol]).is_err().then_some(())
+    });
+    assert!(admin.sql(&format!("SELECT id FROM volume WHERE cinder_volume_id = '{vol}'")).is_empty(), "volume row removed");
+}
+
 // ------------------------------------------------------------------ through zun's rpcapi
 
 fn member(cmd: &str, name: &str) -> Value {
@@ -288,6 +366,80 @@ async fn capsule_through_rpcapi_standalone() {
     }
     let left = zun.cmd_async("capsule_members", json!({"id": id})).await.unwrap();
     assert_eq!(left, json!([]), "member rows go with the capsule");
+}
+
+/// Capsule volumes as zun-api's capsule path sends them (mappings that name only the volume
+/// row): one volume shared by both containers and one of the web container alone; each
+/// member gets its binds; the delete removes the mount points and the rows. A mapping for a
+/// container that is not in the capsule fails the capsule with nothing left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capsule_volumes_through_rpcapi_standalone() {
+    use base64::Engine;
+    let _lock = StackLock::shared();
+    let w = Worker::start("");
+    let mut zun = w.zun();
+    let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+    let web = member(SLEEPER, "capsule-v-web");
+    let client = member(SLEEPER, "capsule-v-client");
+    let fields = capsule_fields();
+    let uuid = fields["uuid"].as_str().unwrap().to_string();
+    let mut names = DockerNames(vec![uuid.clone()]);
+    for m in [&web, &client] {
+        names.0.push(m["uuid"].as_str().unwrap().to_string());
+    }
+    let volumes = json!([
+        {"contents": b64("shared = yes\n"), "mounts": [["containers", 0, "/etc/shared.conf"], ["containers", 1, "/etc/shared.conf"]]},
+        {"contents": b64("web only\n"), "mounts": [["containers", 0, "/etc/web.conf"]]},
+    ]);
+    let made = zun
+        .cmd_async("capsule_create", json!({"fields": fields, "host": w.host, "containers": [web, client], "volumes": volumes}))
+        .await
+        .unwrap();
+    let id = made["id"].clone();
+    let c = wait_capsule(&mut zun, &uuid, |v| (v["status"] == "Running" && v["task_state"].is_null()) || v["status"] == "Error", "Running")
+        .await;
+    assert_eq!(c["status"], "Running", "{c}\n{}", w.log_text());
+    let cat = |member: &Value, path: &str| {
+        let out =
+            Command::new("docker").args(["exec", &format!("zun-{}", member["uuid"].as_str().unwrap()), "cat", path]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(cat(&web, "/etc/shared.conf"), "shared = yes\n");
+    assert_eq!(cat(&client, "/etc/shared.conf"), "shared = yes\n");
+    assert_eq!(cat(&web, "/etc/web.conf"), "web only\n");
+    assert_eq!(cat(&client, "/etc/web.conf"), "", "the client has no web.conf");
+    let maps = zun.cmd_async("volume_mappings", json!({"uuid": web["uuid"]})).await.unwrap();
+    assert_eq!(maps.as_array().map(Vec::len), Some(2), "{maps}");
+    assert!(maps.as_array().unwrap().iter().all(|m| m["volume_provider"] == "local"), "{maps}");
+    let mnt = w.dir.path().join("mnt");
+    let listed = |d: &std::path::Path| std::fs::read_dir(d).map(|r| r.flatten().count()).unwrap_or(0);
+    assert_eq!(listed(&mnt), 2, "two mount points under {}", mnt.display());
+
+    zun.cmd_async("capsule_delete", json!({"uuid": uuid})).await.unwrap();
+    wait_capsule(&mut zun, &uuid, Value::is_null, "the capsule row gone").await;
+    assert_eq!(listed(&mnt), 0, "mount points removed");
+    for m in [&web, &client] {
+        assert_eq!(zun.cmd_async("volume_mappings", json!({"uuid": m["uuid"]})).await.unwrap(), json!([]));
+    }
+    assert_eq!(zun.cmd_async("capsule_members", json!({"id": id})).await.unwrap(), json!([]));
+
+    // A mapping for a container that is not a member: refused before anything is made.
+    let stranger = uuid::Uuid::new_v4().to_string();
+    let fields = capsule_fields();
+    let bad = fields["uuid"].as_str().unwrap().to_string();
+    names.0.push(bad.clone());
+    let vm = json!({"zun_object.name": "VolumeMapping", "zun_object.namespace": "zun", "zun_object.version": "1.5",
+                    "zun_object.data": {"container_path": "/x", "volume_id": 1}});
+    zun.cmd_async(
+        "capsule_create",
+        json!({"fields": fields, "host": w.host, "containers": [member(SLEEPER, "capsule-v-x")], "requested_volumes": {stranger: [vm]}}),
+    )
+    .await
+    .unwrap();
+    let c = wait_capsule(&mut zun, &bad, |v| v["status"] == "Error", "Error").await;
+    assert!(c["status_reason"].as_str().is_some_and(|r| r.contains("not a container of the capsule")), "{c}");
+    assert!(c["host"].is_null(), "{c}");
+    assert!(docker_inspect(&bad).is_none(), "no sandbox was made");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -189,6 +189,43 @@ fn a_glance_image_runs_is_found_and_a_commit_of_it_runs_too() {
     drop(zc);
 }
 
+/// `appcontainer image pull <Glance image id> <host>` (admin, through zun-api): the worker
+/// downloads the image, loads it (Docker holds the tar's own tag again) and records in
+/// zun's image row what Docker holds: repo and tag from the tar, Docker's id and size.
+#[test]
+fn an_image_pull_by_glance_id_loads_and_records_the_image() {
+    let _lock = StackLock::shared();
+    let stack = Stack::up();
+    let tmp = tempfile::tempdir().unwrap();
+    let w = StackWorker::start(&stack, "gpull", "");
+    let repo = unique("zunrs-gpull");
+    let local = format!("{repo}:v7");
+    busybox_tar(tmp.path());
+    let tar = tmp.path().join("pull.tar");
+    assert!(docker(&["tag", BUSYBOX, &local]).0);
+    let (ok, out) = docker(&["save", &local, "-o", tar.to_str().unwrap()]);
+    assert!(ok, "docker save: {out}");
+    assert!(docker(&["rmi", &local]).0);
+    let mut img = GlanceImage::upload(&stack, &repo, &tar);
+    img.local.push(local.clone());
+
+    let pulled = stack.os_json(&["appcontainer", "image", "pull", &img.id, &w.host]);
+    let uuid = pulled["uuid"].as_str().unwrap_or_else(|| panic!("no uuid in {pulled}")).to_string();
+    let shown = poll(RUNNING, "the image row filled in by the worker", || {
+        let v = stack.try_os_json(&["appcontainer", "image", "show", &uuid]).ok()?;
+        v["image_id"].as_str().is_some_and(|s| !s.is_empty()).then_some(v)
+    });
+    assert!(docker_image_exists(&local), "the Glance image was loaded: {local} is back in Docker");
+    let (_, id) = docker(&["image", "inspect", "-f", "{{.Id}}", &local]);
+    assert_eq!(shown["image_id"], id.trim(), "{shown}");
+    assert_eq!((shown["repo"].as_str(), shown["tag"].as_str()), (Some(repo.as_str()), Some("v7")), "{shown}");
+    let size = shown["size"].as_i64().or_else(|| shown["size"].as_str().and_then(|s| s.parse().ok()));
+    assert!(size.is_some_and(|s| s > 0), "{shown}");
+    assert_eq!(leftover_tars(&w), Vec::<String>::new(), "the downloaded tar is removed");
+    // (zun's image delete removes Docker's image by id, busybox's here: only the row goes.)
+    stack.sql(&format!("DELETE FROM image WHERE uuid = '{uuid}'"));
+}
+
 /// Glance's stored bytes changed, its checksum kept: the download is refused, the
 /// create ends in Error saying so, no tar is left and nothing is loaded.
 #[test]

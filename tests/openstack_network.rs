@@ -10,14 +10,9 @@ use common::*;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
-use zun_compute_rs::docker::{DockerClient, DockerSettings};
 
 const WAIT: Duration = Duration::from_secs(120);
 const IMAGE: &str = "127.0.0.1:5000/busybox:latest";
-
-fn docker() -> DockerClient {
-    DockerClient::connect(&DockerSettings::default()).expect("docker socket (run scripts/services.sh)")
-}
 
 /// The worker's zun.conf sections for the stack (zun-compute's own option names).
 fn stack_conf(stack: &Stack) -> String {
@@ -94,19 +89,7 @@ async fn rpc(zun: &mut ZunClient, u: &User, uuid: &str, method: &str, args: Valu
 
 /// Waits until the row (read through zun.objects in the user's project) satisfies `pred`.
 async fn wait_row(zun: &mut ZunClient, u: &User, uuid: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + WAIT;
-    loop {
-        let row = zun.cmd_async("get", u.ctx(json!({"uuid": uuid}))).await.expect("get");
-        if pred(&row) {
-            return row;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; last row: {row}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn settled(status: &'static str) -> impl Fn(&Value) -> bool {
-    move |r: &Value| r["status"] == status && r["task_state"].is_null()
+    wait_row_with(zun, u.ctx(json!({"uuid": uuid})), what, pred).await
 }
 
 /// The action `action` of the container finished (its message Error or not).

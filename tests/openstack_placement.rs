@@ -111,16 +111,30 @@ fn fields(uuid: &str, image: &str) -> Value {
     })
 }
 
-async fn wait_row(zun: &mut ZunClient, uuid: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let row = zun.cmd_async("get", json!({"uuid": uuid})).await.expect("get");
-        if pred(&row) {
-            return row;
-        }
-        assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}; last row: {row}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// A worker reporting to the stack's Placement every 2 s: the worker, a zun client, its
+/// provider's uuid (checked to be `compute_node.rp_uuid`, and present in Placement) and the
+/// guard that removes the provider when the test ends.
+async fn reporting_worker(env: &HashMap<String, String>) -> (Worker, ZunClient, String, ProviderCleanup) {
+    let w = Worker::start_with("periodic_interval_max = 2", &openstack_conf(env));
+    let mut zun = w.zun();
+    let node = zun.cmd_async("compute_node", json!({"hostname": w.host})).await.unwrap();
+    let rp = node["uuid"].as_str().unwrap().to_string();
+    let cleanup = ProviderCleanup { env: env.clone(), uuid: rp.clone() };
+    assert_eq!(node["rp_uuid"], rp.as_str(), "compute_node.rp_uuid is the provider uuid");
+    wait_provider(&placement(env), &rp).await;
+    (w, zun, rp, cleanup)
+}
+
+/// Makes an allocation for a new container on provider `rp` as zun-api's scheduler does,
+/// creates and runs the container on `host`, waits until it is Running; its uuid.
+async fn run_allocated(zun: &mut ZunClient, p: &Placement, rp: &str, host: &str) -> String {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    allocate(p, rp, &uuid).await;
+    zun.cmd_async("rpcapi_create", json!({"fields": fields(&uuid, "127.0.0.1:5000/busybox:latest"), "host": host, "run": true}))
+        .await
+        .unwrap();
+    wait_row(zun, &uuid, "Running", settled("Running")).await;
+    uuid
 }
 
 fn sql(db: &str, query: &str) {
@@ -135,14 +149,8 @@ fn sql(db: &str, query: &str) {
 async fn the_node_is_reported_as_zun_reports_it_and_the_disabled_trait_follows_the_service() {
     let _lock = StackLock::shared();
     let env = env();
-    let w = Worker::start_with("periodic_interval_max = 2", &openstack_conf(&env));
-    let mut zun = w.zun();
-    let node = zun.cmd_async("compute_node", json!({"hostname": w.host})).await.unwrap();
-    let rp = node["uuid"].as_str().unwrap().to_string();
-    let _cleanup = ProviderCleanup { env: env.clone(), uuid: rp.clone() };
-    assert_eq!(node["rp_uuid"], rp.as_str(), "compute_node.rp_uuid is the provider uuid");
+    let (w, mut zun, rp, _cleanup) = reporting_worker(&env).await;
     let p = placement(&env);
-    wait_provider(&p, &rp).await;
     let provider = p.get_provider(&rp).await.unwrap().unwrap();
     assert_eq!(provider.name, w.host);
 
@@ -188,12 +196,7 @@ async fn allocations_are_freed_on_delete_and_on_a_failed_create() {
     wait_provider(&p, &rp).await;
 
     // Deleted: zun's GET + PUT of empty allocations.
-    let a = uuid::Uuid::new_v4().to_string();
-    allocate(&p, &rp, &a).await;
-    zun.cmd_async("rpcapi_create", json!({"fields": fields(&a, "127.0.0.1:5000/busybox:latest"), "host": w.host, "run": true}))
-        .await
-        .unwrap();
-    wait_row(&mut zun, &a, "Running", |r| r["status"] == "Running" && r["task_state"].is_null()).await;
+    let a = run_allocated(&mut zun, &p, &rp, &w.host).await;
     assert!(!p.get_allocations(&a).await.unwrap().allocations.is_empty(), "a running container keeps its allocation");
     zun.cmd_async("rpcapi_delete", json!({"uuid": a, "force": true})).await.unwrap();
     wait_row(&mut zun, &a, "row deleted", Value::is_null).await;
@@ -312,19 +315,9 @@ impl Drop for PlacementOutage {
 async fn placement_down_gives_clear_errors_and_nothing_is_lost() {
     let _lock = StackLock::exclusive();
     let env = env();
-    let w = Worker::start_with("periodic_interval_max = 2", &openstack_conf(&env));
-    let mut zun = w.zun();
-    let node = zun.cmd_async("compute_node", json!({"hostname": w.host})).await.unwrap();
-    let rp = node["uuid"].as_str().unwrap().to_string();
-    let _cleanup = ProviderCleanup { env: env.clone(), uuid: rp.clone() };
+    let (w, mut zun, rp, _cleanup) = reporting_worker(&env).await;
     let p = placement(&env);
-    wait_provider(&p, &rp).await;
-    let a = uuid::Uuid::new_v4().to_string();
-    allocate(&p, &rp, &a).await;
-    zun.cmd_async("rpcapi_create", json!({"fields": fields(&a, "127.0.0.1:5000/busybox:latest"), "host": w.host, "run": true}))
-        .await
-        .unwrap();
-    wait_row(&mut zun, &a, "Running", |r| r["status"] == "Running" && r["task_state"].is_null()).await;
+    let a = run_allocated(&mut zun, &p, &rp, &w.host).await;
 
     {
         let outage = PlacementOutage::begin();

@@ -99,6 +99,51 @@ fn cinder_volume_is_attached_written_detached_and_reattached() {
     stack.os_ok(&["volume", "delete", &vol]);
 }
 
+/// A compute host restart with a Cinder volume in use: with the worker down, the container
+/// stops and the volume is unmounted (as a reboot leaves them; the loop device, Cinder's
+/// connection, stays). The worker started again mounts it again before it consumes
+/// (`remount_container_volume`, on by default: zun's `_remount_volume`, without ever
+/// formatting a device that holds data) and, with `resume_container_state`, starts the
+/// container, which finds what it wrote.
+#[test]
+fn a_restart_mounts_the_volume_again_and_resumes_the_container() {
+    let _lock = StackLock::shared();
+    let stack = Stack::up();
+    let mut w = StackWorker::start(&stack, "remount", &format!("{CINDER_CLIENT}[compute]\nresume_container_state = true\n"));
+    let net = Network::create(&stack, "remount");
+    let vol = create_volume(&stack, &common::unique("zunrs-vol"));
+    let mount = format!("source={vol},destination=/data");
+    let c = w.run(&net, &common::unique("vol-r"), &["--mount", &mount, "--image-pull-policy", "ifnotpresent", "busybox", "sleep", "3600"]);
+    w.wait_status(&c, "Running", RUNNING);
+    w.exec(&c, &["sh", "-c", "echo before-restart > /data/f && sync"]);
+    let mnt = w.dir.path().join("mnt");
+    let mounted = mounted_under(&mnt);
+    assert_eq!(mounted.len(), 1, "{mounted:?}");
+
+    w.stop();
+    let docker = |args: &[&str]| std::process::Command::new("docker").args(args).output().expect("docker");
+    assert!(docker(&["stop", "-t", "1", &format!("zun-{c}")]).status.success());
+    let out = std::process::Command::new("umount").arg(&mounted[0]).output().expect("umount");
+    assert!(out.status.success(), "umount: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(mounted_under(&mnt).is_empty());
+
+    w.spawn();
+    assert_eq!(mounted_under(&mnt), mounted, "mounted again before the worker consumes");
+    poll(RUNNING, "the container started again", || {
+        let out = docker(&["inspect", "-f", "{{.State.Running}}", &format!("zun-{c}")]);
+        (String::from_utf8_lossy(&out.stdout).trim() == "true").then_some(())
+    });
+    assert_eq!(w.exec(&c, &["cat", "/data/f"]).trim(), "before-restart");
+    assert_eq!(loops_of(&stack, &vol).len(), 1, "the same connection, not a second one");
+
+    stack.os_ok(&["appcontainer", "delete", "--force", &c]);
+    w.wait_gone(&c, RUNNING);
+    poll(Duration::from_secs(30), "volume available again", || (volume_show(&stack, &vol)?["status"] == "available").then_some(()));
+    assert!(loops_of(&stack, &vol).is_empty());
+    assert!(mounted_under(&mnt).is_empty());
+    stack.os_ok(&["volume", "delete", &vol]);
+}
+
 /// `--mount size=1`: zun-api creates the volume with auto_remove; the delete removes it
 /// from Cinder.
 #[test]

@@ -1,6 +1,8 @@
 //! Golden-fixture tests of the oslo codec: every captured body decodes to what the real
 //! libraries decoded, re-encodes byte for byte, and the server-tolerance probes are
 //! accepted or rejected exactly as the real server settled them.
+mod common;
+
 use base64::Engine as _;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
@@ -192,36 +194,15 @@ async fn real_manager(dir: &std::path::Path) -> std::sync::Arc<zun_compute_rs::c
     use zun_compute_rs::admin::Metrics;
     use zun_compute_rs::compute::{Executor, Manager, Services};
     use zun_compute_rs::config::Settings;
-    use zun_compute_rs::docker::{DockerClient, DockerSettings};
     use zun_compute_rs::events::Notifier;
     use zun_compute_rs::store::Store;
 
     let store = Arc::new(Store::connect(None, &dir.join("zun.sqlite")).await.expect("sqlite store"));
-    let sock = dir.join("no-docker.sock");
-    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
-    let docker = DockerClient::connect(&DockerSettings {
-        api_url: format!("unix://{}", sock.display()),
-        timeout: std::time::Duration::from_secs(5),
-    })
-    .expect("docker client");
+    let docker = common::refused_docker(dir);
     let settings = Arc::new(Settings::load::<&std::path::Path>(&[], Vec::new()).unwrap());
     let metrics = Arc::new(Metrics::new());
     let host = "tolerance-node".to_string();
-    let svc = Arc::new(Services {
-        conf: zun_compute_rs::compute::ComputeSettings::from_settings(&settings),
-        settings,
-        store,
-        docker: Arc::new(docker),
-        notifier: Arc::new(Notifier::disabled(&host)),
-        metrics: metrics.clone(),
-        host,
-        claims: tokio::sync::Mutex::new(()),
-        disk_quota_supported: false,
-        keystone: None,
-        placement: None,
-        kuryr: None,
-        glance: None,
-    });
+    let svc = Arc::new(Services::new(settings, store, Arc::new(docker), Arc::new(Notifier::disabled(&host)), metrics.clone(), host));
     Arc::new(Manager::new(svc, Executor::new(2, Some(metrics))))
 }
 

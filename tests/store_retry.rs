@@ -169,3 +169,84 @@ async fn idle_connections_killed_are_replaced() {
     assert_eq!(rec.running_containers, 1);
     assert!(store.compute_node_get(node).await.unwrap().is_some());
 }
+
+/// Connections of the database `db_name` other than `not` (the test's own).
+async fn connections(probe: &mut sqlx::MySqlConnection, db_name: &str, not: i64) -> i64 {
+    sqlx::query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> ? AND COMMAND <> 'Killed'")
+        .bind(db_name)
+        .bind(not)
+        .fetch_one(&mut *probe)
+        .await
+        .unwrap()
+        .get::<i64, _>(0)
+}
+
+/// `[database] max_pool_size` and `max_overflow` (oslo.db's names) bound the connections
+/// of the store the worker opens (`worker::open_store` from a zun.conf): the test holds a
+/// write lock on `container`, eight reads of it are started at once, and each one that
+/// gets a connection waits on the lock holding it. The pool opens exactly its cap
+/// (counted in information_schema.PROCESSLIST by database name) while the others wait for
+/// a connection; when the lock goes, all eight finish, and the count never passed the cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_size_and_overflow_bound_the_connections() {
+    let db = TestDb::mariadb().await;
+    let name = db.mysql_db_url().rsplit('/').next().unwrap().to_string();
+    for (size, overflow, cap) in [(2, 0, 2), (2, 2, 4)] {
+        let conf = db.dir.path().join(format!("pool-{size}-{overflow}.conf"));
+        std::fs::write(
+            &conf,
+            format!(
+                "[DEFAULT]\nhost = pool-node\n[database]\nconnection = {}\nmax_pool_size = {size}\nmax_overflow = {overflow}\npool_timeout = 60\n",
+                db.url.as_deref().unwrap()
+            ),
+        )
+        .unwrap();
+        let settings = zun_compute_rs::config::Settings::load(&[&conf], std::iter::empty()).expect("conf");
+        let store = Arc::new(zun_compute_rs::worker::open_store(&settings).await.expect("open_store"));
+
+        let mut lock = conn(&db).await;
+        let me: i64 = sqlx::query("SELECT CAST(CONNECTION_ID() AS SIGNED)").fetch_one(&mut lock).await.unwrap().get(0);
+        let mut probe = conn(&db).await;
+        let probe_id: i64 = sqlx::query("SELECT CAST(CONNECTION_ID() AS SIGNED)").fetch_one(&mut probe).await.unwrap().get(0);
+        lock.execute("LOCK TABLES `container` WRITE").await.unwrap();
+        let reads: Vec<_> = (0..8)
+            .map(|_| {
+                let store = store.clone();
+                tokio::spawn(async move { store.containers_by_host("pool-node").await })
+            })
+            .collect();
+        // Until the pool holds `cap` connections, all of them waiting on the lock.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut seen_max = 0;
+        loop {
+            let n = connections(&mut probe, &name, me).await - 1; // minus the probe
+            seen_max = seen_max.max(n);
+            assert!(n <= cap, "max_pool_size {size} + max_overflow {overflow}: {n} connections");
+            let waiting: i64 = sqlx::query(
+                "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = ? AND ID NOT IN (?, ?) AND STATE LIKE '%metadata lock%'",
+            )
+            .bind(&name)
+            .bind(me)
+            .bind(probe_id)
+            .fetch_one(&mut probe)
+            .await
+            .unwrap()
+            .get(0);
+            if waiting == cap {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the pool never held {cap} connections waiting on the lock ({n} open, {waiting} waiting)");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(reads.iter().all(|r| !r.is_finished()), "a read finished while the table was locked");
+        lock.execute("UNLOCK TABLES").await.unwrap();
+        for r in reads {
+            r.await.unwrap().expect("read after the lock");
+        }
+        let n = connections(&mut probe, &name, me).await - 1;
+        seen_max = seen_max.max(n);
+        assert!(n <= cap, "{n} connections after the reads, cap {cap}");
+        println!("POOL max_pool_size={size} max_overflow={overflow}: {seen_max} connections at most, {cap} waiting on the lock at once");
+        store.close().await;
+    }
+}

@@ -4,10 +4,11 @@
     keystone_setup.py KEYSTONE_URL PLACEMENT_URL NEUTRON_URL ZUN_API_URL
 
 As admin/admin (project admin): project `service`; role `service`; users
-placement, neutron and zun (password = name), each with roles admin and service
-in project `service`; catalog services placement (placement), neutron (network)
-and zun (container), each with a public, internal and admin endpoint in
-RegionOne. Every step checks first, so running it again changes nothing.
+placement, neutron, zun, cinder and glance (password = name), each with roles
+admin and service in project `service`; catalog services placement (placement),
+neutron (network), zun (container), cinderv3 (volumev3, URL from ZUNRS_CINDER_URL)
+and glance (image, URL from ZUNRS_OS_GLANCE_URL), each with a public, internal and
+admin endpoint in RegionOne. Every step checks first, so running it again changes nothing.
 Standard library only (runs with any python3).
 """
 import json
@@ -72,16 +73,29 @@ project = ensure('projects', 'project', {'name': 'service'},
                  {'name': 'service', 'domain_id': 'default'})
 admin_role = find('roles', name='admin')
 service_role = ensure('roles', 'role', {'name': 'service'}, {'name': 'service'})
-for user in ('placement', 'neutron', 'zun'):
+CINDER = os.environ.get('ZUNRS_CINDER_URL', 'http://127.0.0.1:8776/v3/%(project_id)s')
+GLANCE = os.environ.get('ZUNRS_OS_GLANCE_URL', 'http://127.0.0.1:9292')
+
+# (service user, catalog name, catalog type, endpoint URL)
+SERVICES = (
+    ('placement', 'placement', 'placement', PLACEMENT),
+    ('neutron', 'neutron', 'network', NEUTRON),
+    ('zun', 'zun', 'container', ZUN),
+    ('cinder', 'cinderv3', 'volumev3', CINDER),
+    ('glance', 'glance', 'image', GLANCE),
+)
+
+
+def ensure_user(user):
+    """The service user (password = name), with roles admin and service in `service`."""
     uid = ensure('users', 'user', {'name': user},
                  {'name': user, 'password': user, 'domain_id': 'default'})
     for role in (admin_role, service_role):
         api('PUT', '/projects/%s/users/%s/roles/%s' % (project, uid, role))
-    print('user %s: roles admin, service in project service' % user)
 
-for name, stype, url in (('placement', 'placement', PLACEMENT),
-                         ('neutron', 'network', NEUTRON),
-                         ('zun', 'container', ZUN)):
+
+def ensure_endpoints(name, stype, url):
+    """The catalog service, with a public, internal and admin endpoint at `url`."""
     sid = ensure('services', 'service', {'type': stype},
                  {'name': name, 'type': stype, 'enabled': True})
     existing = api('GET', '/endpoints?service_id=%s' % sid)['endpoints']
@@ -93,45 +107,9 @@ for name, stype, url in (('placement', 'placement', PLACEMENT),
             api('DELETE', '/endpoints/%s' % e['id'])
         api('POST', '/endpoints', {'endpoint': {
             'service_id': sid, 'interface': iface, 'url': url, 'region_id': REGION}})
-    print('service %s (%s): public, internal, admin %s' % (name, stype, url))
-
-# --- cinder (helper volumes): service user cinder, catalog volumev3 ---------------------
-CINDER = os.environ.get('ZUNRS_CINDER_URL', 'http://127.0.0.1:8776/v3/%(project_id)s')
-uid = ensure('users', 'user', {'name': 'cinder'}, {'name': 'cinder', 'password': 'cinder', 'domain_id': 'default'})
-for role in (admin_role, service_role):
-    api('PUT', '/projects/%s/users/%s/roles/%s' % (project, uid, role))
-sid = ensure('services', 'service', {'type': 'volumev3'}, {'name': 'cinderv3', 'type': 'volumev3', 'enabled': True})
-existing = api('GET', '/endpoints?service_id=%s' % sid)['endpoints']
-for iface in ('public', 'internal', 'admin'):
-    same = [e for e in existing if e['interface'] == iface]
-    if any(e['url'] == CINDER and e.get('region_id') == REGION for e in same):
-        continue
-    for e in same:
-        api('DELETE', '/endpoints/%s' % e['id'])
-    api('POST', '/endpoints', {'endpoint': {'service_id': sid, 'interface': iface, 'url': CINDER, 'region_id': REGION}})
-print('user cinder; service cinderv3 (volumev3): %s' % CINDER)
-
-# ---- Glance (helper glance): user `glance` and catalog type `image`, own block so the
-# other services' blocks merge cleanly. URL from ZUNRS_OS_GLANCE_URL (openstack.sh's).
-def register_glance():
-    import os
-    url = os.environ.get('ZUNRS_OS_GLANCE_URL', 'http://127.0.0.1:9292')
-    uid = ensure('users', 'user', {'name': 'glance'},
-                 {'name': 'glance', 'password': 'glance', 'domain_id': 'default'})
-    for role in (admin_role, service_role):
-        api('PUT', '/projects/%s/users/%s/roles/%s' % (project, uid, role))
-    sid = ensure('services', 'service', {'type': 'image'},
-                 {'name': 'glance', 'type': 'image', 'enabled': True})
-    existing = api('GET', '/endpoints?service_id=%s' % sid)['endpoints']
-    for iface in ('public', 'internal', 'admin'):
-        same = [e for e in existing if e['interface'] == iface]
-        if any(e['url'] == url and e.get('region_id') == REGION for e in same):
-            continue
-        for e in same:
-            api('DELETE', '/endpoints/%s' % e['id'])
-        api('POST', '/endpoints', {'endpoint': {
-            'service_id': sid, 'interface': iface, 'url': url, 'region_id': REGION}})
-    print('user glance; service glance (image): public, internal, admin %s' % url)
 
 
-register_glance()
+for user, name, stype, url in SERVICES:
+    ensure_user(user)
+    ensure_endpoints(name, stype, url)
+    print('user %s; service %s (%s): public, internal, admin %s' % (user, name, stype, url))

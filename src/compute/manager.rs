@@ -37,6 +37,35 @@ pub struct Services {
     pub glance: Option<Arc<crate::openstack::glance::Glance>>,
 }
 
+impl Services {
+    /// Services with no OpenStack (standalone: no Keystone, Placement, kuryr or Glance) and
+    /// no disk quota; set those fields afterwards when they are configured.
+    pub fn new(
+        settings: Arc<Settings>,
+        store: Arc<Store>,
+        docker: Arc<DockerClient>,
+        notifier: Arc<Notifier>,
+        metrics: Arc<Metrics>,
+        host: String,
+    ) -> Self {
+        Services {
+            conf: super::ComputeSettings::from_settings(&settings),
+            settings,
+            store,
+            docker,
+            notifier,
+            metrics,
+            host,
+            claims: tokio::sync::Mutex::new(()),
+            disk_quota_supported: false,
+            keystone: None,
+            placement: None,
+            kuryr: None,
+            glance: None,
+        }
+    }
+}
+
 /// How zun-compute runs a method.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Mode {

@@ -178,6 +178,57 @@ pub fn parse_requested(all: Option<&Value>, container_uuid: &str, drivers: &[Str
     Ok(out)
 }
 
+/// A capsule's `requested_volumes`, by member. zun-api's capsule path sends
+/// `VolumeMapping`s naming only the volume row (`volume_id`) and the container path; the
+/// provider, the Cinder volume and `auto_remove` are the row's, as zun's
+/// `VolumeMapping.create` reads them back. Every key must be one of `members`; a volume row
+/// must exist and belong to the capsule's `project` (when the capsule names one).
+pub async fn parse_capsule_requested(
+    op: &Op,
+    all: Option<&Value>,
+    members: &[&str],
+    project: Option<&str>,
+) -> Result<Vec<(String, Vec<VolumeRequest>)>, VolumeError> {
+    let map = match all {
+        None | Some(Value::Null) => return Ok(vec![]),
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(VolumeError::Invalid("requested_volumes is not a mapping".into())),
+    };
+    let mut out = Vec::new();
+    for (member, list) in map {
+        if !members.contains(&member.as_str()) {
+            return Err(VolumeError::Invalid(format!(
+                "requested_volumes names {}, which is not a container of the capsule",
+                member.chars().take(40).collect::<String>().escape_debug()
+            )));
+        }
+        let mut list = list.clone();
+        if let Some(items) = list.as_array_mut().filter(|a| a.len() <= 64) {
+            for item in items.iter_mut() {
+                let Some(d) = item.get_mut(crate::oslo::object::KEY_DATA).and_then(Value::as_object_mut) else { continue };
+                if d.contains_key("volume_provider") {
+                    continue;
+                }
+                let id = d.get("volume_id").and_then(Value::as_i64).filter(|i| *i > 0 && *i <= i32::MAX as i64);
+                let id = id.ok_or_else(|| VolumeError::Invalid("volume_id is not a positive integer".into()))?;
+                let row = op.svc.store.volume_get(id).await?.ok_or_else(|| VolumeError::Invalid(format!("volume {id} does not exist")))?;
+                if project.is_some() && row.project_id.as_deref() != project {
+                    return Err(VolumeError::Invalid(format!("volume {id} belongs to another project")));
+                }
+                d.insert("volume_provider".into(), json!(row.volume_provider));
+                d.insert("cinder_volume_id".into(), json!(row.cinder_volume_id));
+                d.insert("auto_remove".into(), json!(row.auto_remove.unwrap_or(false)));
+            }
+        }
+        let one = serde_json::Map::from_iter([(member.clone(), list)]);
+        let reqs = parse_requested(Some(&Value::Object(one)), member, &op.svc.conf.volume.drivers)?;
+        if !reqs.is_empty() {
+            out.push((member.clone(), reqs));
+        }
+    }
+    Ok(out)
+}
+
 fn mounts(op: &Op) -> MountPoints {
     MountPoints::new(&op.svc.conf.volume.volume_dir)
 }
@@ -214,6 +265,12 @@ pub async fn attach_all(op: &Op, container_uuid: &str, reqs: &[VolumeRequest]) -
                 volume_id: r.volume_id,
             })
             .await?;
+        if provider_of(&row)? == Provider::Cinder && row.volume.connection_info.is_some() {
+            // Attached on this host already: another member of the same capsule shares the
+            // volume row (zun's `_attach_volumes` skips it likewise).
+            tracing::info!(container = container_uuid, volume = %row.volume.uuid, "volume attached already; sharing it");
+            continue;
+        }
         tracing::info!(container = container_uuid, volume = %row.volume.uuid, provider = %row.volume.volume_provider, "attaching volume");
         if let Err(e) = attach_one(op, &row).await {
             tracing::warn!(container = container_uuid, volume = %row.volume.uuid, error = %e, "attaching the volume failed");
@@ -310,6 +367,32 @@ async fn detach_one(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
     match provider_of(m)? {
         Provider::Local => Ok(mounts(op).remove(&m.volume.uuid).await?),
         Provider::Cinder => cinder_detach(op, m).await,
+    }
+}
+
+/// zun's `_remount_volume` at start-up (`[compute] remount_container_volume`), for one
+/// mapping: a local volume's file written again from its contents; a Cinder volume with a
+/// saved connection connected again through its connector and mounted (nothing when
+/// still mounted; a device that will not mount is an error, never formatted), its
+/// `device_path` saved when it changed; one with no saved connection (the worker stopped
+/// in the middle of its attach) attached from the start.
+pub async fn remount(op: &Op, m: &VolumeMappingRow) -> Result<(), VolumeError> {
+    match provider_of(m)? {
+        Provider::Local => attach_one(op, m).await,
+        Provider::Cinder => {
+            let Some(text) = m.volume.connection_info.as_deref() else { return cinder_attach(op, m).await };
+            let mut conn: Value = serde_json::from_str(text)
+                .ok()
+                .filter(Value::is_object)
+                .ok_or_else(|| VolumeError::Connection("the saved connection_info is not a JSON object".into()))?;
+            let device = connector_for(&conn)?.connect(&conn["data"])?;
+            if conn["data"]["device_path"].as_str() != Some(device.as_str()) {
+                conn["data"]["device_path"] = json!(device);
+                op.svc.store.volume_set_connection_info(m.volume.id, Some(&crate::oslo::pyjson::to_python_json(&conn))).await?;
+            }
+            mounts(op).remount_device(&device, &m.volume.uuid, &op.svc.conf.volume.fstype).await?;
+            Ok(())
+        }
     }
 }
 

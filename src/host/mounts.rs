@@ -101,6 +101,17 @@ impl MountPoints {
     /// zun's `do_mount`: nothing when mounted already; `mount -t fstype`; when that fails
     /// (an empty device), `mkfs -t fstype -F` and mount again.
     pub async fn mount_device(&self, device: &str, volume_uuid: &str, fstype: &str) -> Result<PathBuf, HostError> {
+        self.mount(device, volume_uuid, fstype, true).await
+    }
+
+    /// Mounts a device that already holds the volume's data (a remount after a restart):
+    /// nothing when mounted already; a device that will not mount is an error, never
+    /// formatted (zun's `do_mount` would format it and lose the data).
+    pub async fn remount_device(&self, device: &str, volume_uuid: &str, fstype: &str) -> Result<PathBuf, HostError> {
+        self.mount(device, volume_uuid, fstype, false).await
+    }
+
+    async fn mount(&self, device: &str, volume_uuid: &str, fstype: &str, format_if_needed: bool) -> Result<PathBuf, HostError> {
         check_device(device)?;
         let dir = self.mountpoint(volume_uuid)?;
         tokio::fs::create_dir_all(&dir).await.map_err(|source| io("creating", &dir, source))?;
@@ -108,8 +119,9 @@ impl MountPoints {
             return Ok(dir);
         }
         let mp = dir.to_string_lossy().to_string();
-        if run("mount block device", device, &mp, "mount", &["-t", fstype, device, &mp]).await.is_ok() {
-            return Ok(dir);
+        let first = run("mount block device", device, &mp, "mount", &["-t", fstype, device, &mp]).await;
+        if first.is_ok() || !format_if_needed {
+            return first.map(|()| dir);
         }
         tracing::info!(device, fstype, "formatting an empty device");
         run("make filesystem", device, &mp, "mkfs", &["-t", fstype, "-F", device]).await?;

@@ -542,15 +542,8 @@ impl ServiceClient {
         Err(Response { service: self.service, call: req.call(), status, headers, body: bytes.into() }.error())
     }
 
-    async fn raw_attempt(
-        &self,
-        auth: Auth<'_>,
-        token: &TokenId,
-        req: &Request,
-        body: Option<&(dyn Fn() -> Result<reqwest::Body, OpenStackError> + Sync)>,
-        timeout: Duration,
-    ) -> Result<reqwest::Response, OpenStackError> {
-        let call = req.call();
+    /// The request's URL: the service's endpoint (catalog or override), its path, its query.
+    async fn url(&self, auth: Auth<'_>, req: &Request) -> Result<url::Url, OpenStackError> {
         let base = self.endpoint(auth).await?;
         let mut url = url::Url::parse(&format!("{base}{}", req.path))
             .map_err(|e| OpenStackError::Config(format!("bad {} URL {base}{}: {e}", self.service, req.path)))?;
@@ -560,6 +553,19 @@ impl ServiceClient {
                 q.append_pair(k, v);
             }
         }
+        Ok(url)
+    }
+
+    async fn raw_attempt(
+        &self,
+        auth: Auth<'_>,
+        token: &TokenId,
+        req: &Request,
+        body: Option<&(dyn Fn() -> Result<reqwest::Body, OpenStackError> + Sync)>,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, OpenStackError> {
+        let call = req.call();
+        let url = self.url(auth, req).await?;
         let mut rb = self.http.request(req.method.clone(), url).header("X-Auth-Token", token.expose()).timeout(timeout);
         for (k, v) in &req.headers {
             rb = rb.header(k.as_str(), v.as_str());
@@ -591,15 +597,7 @@ impl ServiceClient {
 
     async fn attempt(&self, auth: Auth<'_>, token: &TokenId, req: &Request) -> Result<Response, OpenStackError> {
         let call = req.call();
-        let base = self.endpoint(auth).await?;
-        let mut url = url::Url::parse(&format!("{base}{}", req.path))
-            .map_err(|e| OpenStackError::Config(format!("bad {} URL {base}{}: {e}", self.service, req.path)))?;
-        if !req.query.is_empty() {
-            let mut q = url.query_pairs_mut();
-            for (k, v) in &req.query {
-                q.append_pair(k, v);
-            }
-        }
+        let url = self.url(auth, req).await?;
         let mut rb = self
             .http
             .request(req.method.clone(), url)

@@ -23,7 +23,7 @@
 //! one is opened, waiting out "connection refused" up to the acquire timeout.
 //!
 //! Files: `url` (connection URLs), `sql` (backend dispatch), `retry` (retry classes and
-//! pauses), `schema` (required columns, DDL),
+//! pauses), `pool` (`[database]` pool options), `schema` (required columns, DDL),
 //! `pyjson` (Python-compatible JSON text), `container` (row <-> object), `ops_*` (the
 //! operations, grouped by table).
 use chrono::{DateTime, NaiveDateTime, Timelike, Utc};
@@ -41,6 +41,7 @@ mod ops_container;
 mod ops_misc;
 mod ops_service;
 mod ops_volume;
+pub mod pool;
 pub mod pyjson;
 pub mod retry;
 pub mod schema;
@@ -169,6 +170,13 @@ impl Store {
     /// `sqlite_path` with the embedded schema. MySQL connections use charset utf8 and
     /// `sql_mode=TRADITIONAL`, like oslo.db.
     pub async fn connect(database_url: Option<&str>, sqlite_path: &Path) -> Result<Store> {
+        Self::connect_with_pool(database_url, sqlite_path, &pool::PoolSettings::default()).await
+    }
+
+    /// Like [`Store::connect`], with the MySQL pool sized and timed by `pool`
+    /// (`[database] max_pool_size`, `max_overflow`, `pool_timeout`,
+    /// `connection_recycle_time`); the SQLite pool is fixed.
+    pub async fn connect_with_pool(database_url: Option<&str>, sqlite_path: &Path, pool: &pool::PoolSettings) -> Result<Store> {
         let target = match database_url.map(str::trim).filter(|s| !s.is_empty()) {
             Some(u) => url::parse(u)?,
             None => url::DbTarget::Sqlite(sqlite_path.to_path_buf()),
@@ -176,9 +184,11 @@ impl Store {
         match target {
             url::DbTarget::MySql { options, display, tls } => {
                 let pool = MySqlPoolOptions::new()
-                    .max_connections(10)
+                    .max_connections(pool.max_connections)
                     .min_connections(0)
-                    .acquire_timeout(Duration::from_secs(30))
+                    .acquire_timeout(pool.acquire_timeout)
+                    .max_lifetime(pool.max_lifetime)
+                    .idle_timeout(Some(pool.idle_timeout))
                     // A connection MariaDB dropped (restart, wait_timeout) is found here and
                     // replaced, not handed to an operation.
                     .test_before_acquire(true)

@@ -133,6 +133,11 @@ impl Store {
         self.mappings_where("m.`container_uuid` = ?", Val::Text(container_uuid.into())).await
     }
 
+    /// The mappings of every container on `host` (one query for the start-up remount).
+    pub async fn volume_mappings_on_host(&self, host: &str) -> Result<Vec<VolumeMappingRow>> {
+        self.mappings_where("m.`container_uuid` IN (SELECT `uuid` FROM `container` WHERE `host` = ?)", Val::Text(host.into())).await
+    }
+
     /// `VolumeMapping.list_by_cinder_volume`.
     pub async fn volume_mappings_of_cinder_volume(&self, cinder_volume_id: &str) -> Result<Vec<VolumeMappingRow>> {
         self.mappings_where("v.`cinder_volume_id` = ?", Val::Text(cinder_volume_id.into())).await

@@ -20,6 +20,38 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
 }
 
+/// Starts the worker binary with `conf`, its log (stderr) appended to `log`.
+/// ZUN_RS_WORKER_BIN runs another build of the worker (e.g. to see a regression test fail
+/// on an older binary).
+pub fn spawn_worker(conf: &Path, log: &Path) -> Child {
+    let logf = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let bin = std::env::var("ZUN_RS_WORKER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zun-compute-rs").to_string());
+    Command::new(bin)
+        .arg("--config-file")
+        .arg(conf)
+        .env("RUST_LOG", "info,zun_compute_rs=debug,lapin=warn")
+        .stdout(Stdio::null())
+        .stderr(logf)
+        .spawn()
+        .expect("spawn the worker")
+}
+
+/// SIGTERM, then wait up to 60 s (SIGKILL after); the exit status.
+pub fn terminate(mut child: Child) -> Option<std::process::ExitStatus> {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(Some(s)) = child.try_wait() {
+            return Some(s);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            return child.wait().ok();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Fails loudly (never skips) when a service the test needs is not there.
 pub fn require_tcp(addr: &str, what: &str) {
     let sock: std::net::SocketAddr = addr.parse().expect("address");
@@ -48,7 +80,7 @@ where
     }
 }
 
-fn rabbitmqctl(args: &[&str]) -> String {
+pub fn rabbitmqctl(args: &[&str]) -> String {
     let out = Command::new("rabbitmqctl").args(args).output().expect("rabbitmqctl (run scripts/services.sh)");
     assert!(out.status.success(), "rabbitmqctl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -70,6 +102,21 @@ impl Vhost {
 
     pub fn url(&self) -> String {
         format!("rabbit://guest:guest@127.0.0.1:5672/{}", self.name)
+    }
+
+    /// An operator's dead-letter policy: the worker's queues (`zun-compute*`) dead-letter
+    /// to the exchange `zun-dead`.
+    pub fn dead_letter_to_zun_dead(&self) {
+        rabbitmqctl(&[
+            "set_policy",
+            "-p",
+            &self.name,
+            "--apply-to",
+            "queues",
+            "zun-dlx",
+            "^zun-compute",
+            r#"{"dead-letter-exchange":"zun-dead"}"#,
+        ]);
     }
 
     /// `rabbitmqctl list_queues` rows: name, durable, auto_delete, arguments.
@@ -196,6 +243,46 @@ impl ZunClient {
     pub async fn cmd_async(&mut self, cmd: &str, params: Value) -> Result<Value, Value> {
         tokio::task::block_in_place(|| self.cmd(cmd, params))
     }
+}
+
+/// Waits (up to 90 s) until the container's row, read through zun.objects with `params`
+/// (`{"uuid": ...}`, plus a request context when a user reads it), satisfies `pred`.
+pub async fn wait_row_with(zun: &mut ZunClient, params: Value, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let row = zun.cmd_async("get", params.clone()).await.expect("get");
+        if pred(&row) {
+            return row;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last row: {row}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// [`wait_row_with`] as the admin context reads the row.
+pub async fn wait_row(zun: &mut ZunClient, uuid: &str, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    wait_row_with(zun, json!({ "uuid": uuid }), what, pred).await
+}
+
+/// A row predicate: this status, and no task in progress.
+pub fn settled(status: &'static str) -> impl Fn(&Value) -> bool {
+    move |r: &Value| r["status"] == status && r["task_state"].is_null()
+}
+
+/// The Docker adapter on the local socket (`scripts/services.sh` starts dockerd).
+pub fn docker() -> zun_compute_rs::docker::DockerClient {
+    use zun_compute_rs::docker::{DockerClient, DockerSettings};
+    DockerClient::connect(&DockerSettings::default()).expect("docker socket (run scripts/services.sh)")
+}
+
+/// A Docker adapter on a socket nobody listens on (under `dir`): every call is refused,
+/// as when dockerd is down.
+pub fn refused_docker(dir: &Path) -> zun_compute_rs::docker::DockerClient {
+    use zun_compute_rs::docker::{DockerClient, DockerSettings};
+    let sock = dir.join("no-docker.sock");
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    DockerClient::connect(&DockerSettings { api_url: format!("unix://{}", sock.display()), timeout: Duration::from_secs(5) })
+        .expect("docker client")
 }
 
 impl Drop for ZunClient {

@@ -384,15 +384,7 @@ impl<'a> StackWorker<'a> {
 
     /// (Re)starts the process and waits for it to consume.
     pub fn spawn(&mut self) {
-        let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_zun-compute-rs"))
-            .arg("--config-file")
-            .arg(&self.conf)
-            .env("RUST_LOG", "info,zun_compute_rs=debug,lapin=warn")
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .expect("spawn the worker");
+        let child = spawn_worker(&self.conf, &self.log);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -420,19 +412,7 @@ impl<'a> StackWorker<'a> {
 
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
         self.thaw();
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(s)) = child.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(self.child.take()?)
     }
 
     /// SIGSTOP: the process keeps its connections (zun_service stays up, its queue

@@ -50,8 +50,7 @@ pub struct Harness {
     pub host: String,
     pub endpoint: Arc<TestEndpoint>,
     pub metrics: Arc<Metrics>,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    server: Serving,
     _dir: tempfile::TempDir,
     pub conf: std::path::PathBuf,
 }
@@ -66,23 +65,41 @@ pub async fn start_server(extra_rabbit: &str) -> Harness {
     );
     let conf = write_conf(dir.path(), "zun.conf", &text);
     let settings = Settings::load(&[&conf], Vec::new()).unwrap();
-    let amqp = Arc::new(AmqpSettings::from_config(&settings).unwrap());
     let endpoint = Arc::new(TestEndpoint::default());
     let metrics = Arc::new(Metrics::new());
-    let health = Arc::new(Health::default());
-    let dispatcher = Arc::new(Dispatcher::new(endpoint.clone()));
+    let server = serve(&settings, endpoint.clone(), metrics.clone()).await;
+    Harness { vhost, host, endpoint, metrics, server, _dir: dir, conf }
+}
+
+/// An in-process `RpcServer` consuming for `settings`' host, until [`Serving::shutdown`].
+pub struct Serving {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Starts a real `RpcServer` (dispatcher, publisher, health) in front of `endpoint` and
+/// returns once it consumes.
+pub async fn serve(settings: &Settings, endpoint: Arc<dyn Endpoint>, metrics: Arc<Metrics>) -> Serving {
+    let amqp = Arc::new(AmqpSettings::from_config(settings).unwrap());
     let publisher = Arc::new(Publisher::new(amqp.clone()));
-    let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher, metrics.clone(), health));
+    let server = Arc::new(RpcServer::new(amqp, Arc::new(Dispatcher::new(endpoint)), publisher, metrics, Arc::new(Health::default())));
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(server.run(stop_rx, Duration::from_secs(5), Some(ready_tx)));
     tokio::time::timeout(Duration::from_secs(20), ready_rx).await.expect("server consuming in time").unwrap();
-    Harness { vhost, host, endpoint, metrics, stop, task, _dir: dir, conf }
+    Serving { stop, task }
+}
+
+impl Serving {
+    /// Asks the server to stop and waits until it has.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("server stops").unwrap();
+    }
 }
 
 impl Harness {
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(20), self.task).await.expect("server stops").unwrap();
+        self.server.shutdown().await;
     }
 }

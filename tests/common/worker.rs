@@ -4,7 +4,7 @@
 use super::*;
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A MariaDB database with zun's real schema, dropped on drop.
@@ -85,18 +85,7 @@ impl Worker {
 
     /// (Re)starts the process and waits for it to consume.
     pub fn spawn(&mut self) {
-        let logf = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
-        // ZUN_RS_WORKER_BIN runs another build of the worker (e.g. to see a regression
-        // test fail on an older binary).
-        let bin = std::env::var("ZUN_RS_WORKER_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_zun-compute-rs").to_string());
-        let child = Command::new(bin)
-            .arg("--config-file")
-            .arg(&self.conf)
-            .env("RUST_LOG", "info,zun_compute_rs=debug,lapin=warn")
-            .stdout(Stdio::null())
-            .stderr(logf)
-            .spawn()
-            .expect("spawn the worker");
+        let child = spawn_worker(&self.conf, &self.log);
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -119,19 +108,7 @@ impl Worker {
 
     /// SIGTERM, then wait; returns the exit status.
     pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
-        let mut child = self.child.take()?;
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(s)) = child.try_wait() {
-                return Some(s);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                return child.wait().ok();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(self.child.take()?)
     }
 
     /// The process id while it runs.

@@ -248,11 +248,30 @@ class Driver:
                 setattr(capsule, key, [made[key][i] for i in order])
                 capsule.obj_reset_changes([key])
         objects.ContainerAction.action_start(ctx, capsule.uuid, "create", want_result=False)
+        requested_volumes = p.get("requested_volumes", {})
+        if p.get("volumes"):
+            requested_volumes = self.build_capsule_volumes(ctx, made, p["volumes"])
         rpcapi.API(context=ctx).container_create(ctx, p["host"], capsule, {}, p.get("requested_networks", []),
-                                                 {}, False, None)
+                                                 requested_volumes, False, None)
         return {"uuid": capsule.uuid, "id": capsule.id, "request_id": ctx.request_id,
                 "init_containers": [m.uuid for m in made["init_containers"]],
                 "containers": [m.uuid for m in made["containers"]]}
+
+    def build_capsule_volumes(self, ctx, made, volumes):
+        """zun-api's capsule `_build_requested_volumes`: a Volume row per volume, and per
+        mount an unsaved VolumeMapping that names only the row, the path and the owner.
+        `volumes`: [{"contents": base64 (a local volume; zun-api's own path makes Cinder
+        ones), "mounts": [["containers"|"init_containers", index, path], ...]}]."""
+        out = {}
+        for v in volumes:
+            vol = objects.Volume(ctx, volume_provider="local", contents=v["contents"], auto_remove=False,
+                                 cinder_volume_id=None, user_id=ctx.user_id, project_id=ctx.project_id)
+            vol.create(ctx)
+            for key, index, path in v["mounts"]:
+                member = made[key][index]
+                out.setdefault(member.uuid, []).append(objects.VolumeMapping(
+                    ctx, container_path=path, user_id=ctx.user_id, project_id=ctx.project_id, volume_id=vol.id))
+        return out
 
     def cmd_capsule_delete(self, p):
         ctx = make_ctx(p)

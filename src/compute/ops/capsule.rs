@@ -20,11 +20,15 @@
 //! container delete removes it, releases its ports, usage and allocation and destroys the
 //! row (members go with it by the `capsule_id` cascade).
 //!
-//! Volumes of capsules (`requested_volumes` keyed by member uuid) are refused for now:
-//! [`volumes_hook`] is where the volume work attaches them and hands back binds.
+//! Volumes (zun-api's capsule `volumes` with `volumeMounts`: Cinder volumes, by member uuid
+//! in `requested_volumes`) are waited for and attached before the sandbox is made, a volume
+//! shared by members once; each member gets its binds; a failed create and the delete detach
+//! them (the last member using a shared volume detaches it; `autoRemove` volumes deleted).
+//! Start-up remount covers plain containers only, not capsule members.
 use super::{create, docker_error, network, reason, Op};
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions, VolumeBind};
+use crate::compute::volumes::{self, VolumeError};
 use crate::compute::{checks, populate};
 use crate::oslo::{Container, Status, TaskState};
 use crate::rpc::RpcError;
@@ -126,19 +130,41 @@ async fn load_members(op: &Op, capsule: &Container) -> Result<Members, String> {
     Ok(m)
 }
 
-/// The volume hook: `requested_volumes` of the capsule's members. Until the volume work
-/// attaches them here (zun's `_attach_volumes_for_capsule`: each member's list, a volume
-/// shared by members attached once) and returns each member's binds, a capsule with
-/// volumes is refused before anything is made.
-fn volumes_hook(op: &Op, _members: &Members) -> Result<Vec<(String, Vec<VolumeBind>)>, String> {
-    let any = op
-        .arg("requested_volumes")
-        .and_then(Value::as_object)
-        .is_some_and(|m| m.values().any(|v| v.as_array().is_some_and(|a| !a.is_empty())));
-    if any {
-        return Err("Capsule volumes are not supported by zun-compute-rs yet: create the capsule without volumes".into());
+/// zun's `_wait_for_volumes_available` and `_attach_volumes_for_capsule` (init containers,
+/// then containers); returns each member's binds. On failure, whatever was attached is
+/// detached again.
+async fn attach_volumes(op: &Op, capsule: &Container, members: &Members) -> Result<Vec<(String, Vec<VolumeBind>)>, VolumeError> {
+    let uuids: Vec<&str> = members.init.iter().chain(&members.containers).filter_map(Container::uuid).collect();
+    let reqs = volumes::parse_capsule_requested(op, op.arg("requested_volumes"), &uuids, capsule.get_str("project_id")).await?;
+    if reqs.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(Vec::new())
+    let all: Vec<volumes::VolumeRequest> = reqs.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
+    volumes::wait_available(op, &all).await?;
+    let mut binds = Vec::new();
+    let res: Result<(), VolumeError> = async {
+        for uuid in &uuids {
+            let Some((_, r)) = reqs.iter().find(|(m, _)| m == uuid) else { continue };
+            volumes::attach_all(op, uuid, r).await?;
+            binds.push((uuid.to_string(), volumes::binds(op, uuid).await?));
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = res {
+        detach_volumes(op, members).await;
+        return Err(e);
+    }
+    Ok(binds)
+}
+
+/// zun's `_detach_volumes_for_capsule` after a failed create (errors logged, the rest goes on).
+async fn detach_volumes(op: &Op, members: &Members) {
+    for uuid in members.init.iter().chain(&members.containers).filter_map(Container::uuid) {
+        if let Err(e) = volumes::detach_all(op, uuid, false).await {
+            tracing::warn!(member = uuid, error = %e, "could not detach a capsule member's volumes");
+        }
+    }
 }
 
 /// `container_create` of a `Capsule`: checks, claim and sandbox (the create event), then
@@ -151,13 +177,6 @@ pub(crate) async fn create_flow(op: &Op, c: &mut Container, uuid: &str) -> Resul
             tracing::warn!(capsule = uuid, request_id = op.request_id(), reason = %msg, "refusing the capsule");
             op.fail(c, &msg, true).await;
             return Err(RpcError::invalid(msg));
-        }
-    };
-    let binds = match volumes_hook(op, &members) {
-        Ok(b) => b,
-        Err(msg) => {
-            op.fail(c, &msg, true).await;
-            return Err(RpcError::not_supported(msg));
         }
     };
     let nets = match create::requested_networks(op) {
@@ -180,6 +199,14 @@ pub(crate) async fn create_flow(op: &Op, c: &mut Container, uuid: &str) -> Resul
         }
     };
     create::check_disk_quota(op, c).await?;
+    let binds = match attach_volumes(op, c, &members).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(capsule = uuid, request_id = op.request_id(), error = %e, "capsule volumes failed");
+            op.fail(c, &e.to_string(), true).await;
+            return Err(e.to_rpc());
+        }
+    };
     tracing::info!(
         capsule = uuid,
         request_id = op.request_id(),
@@ -211,6 +238,9 @@ pub(crate) async fn create_flow(op: &Op, c: &mut Container, uuid: &str) -> Resul
         run
     }
     .await;
+    if res.is_err() && !binds.is_empty() {
+        detach_volumes(op, &members).await;
+    }
     op.event_finish(uuid, "compute__do_container_create", &res).await;
     res
 }
@@ -450,6 +480,16 @@ pub(crate) async fn delete_members(op: &Op, capsule: &Container, force: bool) ->
             tracing::warn!(member = %muuid, error = %e, "forced delete: ignoring the Docker error");
         }
         tracing::info!(member = %muuid, capsule = capsule.uuid().unwrap_or("-"), "capsule member removed");
+    }
+    // zun's `_detach_volumes_for_capsule`: init containers, then containers.
+    for member in m.init.iter().chain(&m.containers) {
+        let muuid = member.uuid().unwrap_or_default();
+        if let Err(e) = volumes::detach_all(op, muuid, !force).await {
+            if !force {
+                return Err(e.to_rpc());
+            }
+            tracing::warn!(member = %muuid, error = %e, "forced delete: ignoring the volume error");
+        }
     }
     if let Some(sandbox) = capsule.get_str("container_id") {
         if let Err(e) = op.svc.docker.stop(sandbox, None).await {

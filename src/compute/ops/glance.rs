@@ -62,7 +62,7 @@ pub(crate) async fn pull(op: &Op, c: &mut Container, repo: &str) -> Result<(Stri
 }
 
 async fn pull_inner(op: &Op, c: &Container, repo: &str) -> Result<(String, String), RpcError> {
-    let glance = client(op)?;
+    client(op)?;
     let docker = &op.svc.docker;
     let uuid = c.uuid().unwrap_or("-").to_string();
     let reference = format!("{repo}:{LOCAL_TAG}");
@@ -79,21 +79,7 @@ async fn pull_inner(op: &Op, c: &Container, repo: &str) -> Result<(String, Strin
         };
         return Err(RpcError::image_not_found(msg));
     }
-    let user = user_token(op);
-    let prefix = "Cannot download image from glance: ";
-    let image = glance.find_image(auth(&user), repo, "").await.map_err(|e| rpc_error(&e, prefix))?;
-    tracing::info!(container = %uuid, image = %image.id, name = %image.name, "downloading the image from Glance");
-    let dir = op.svc.settings.glance_images_directory();
-    let tar = glance.download(auth(&user), &image, &dir).await.map_err(|e| rpc_error(&e, prefix))?;
-    let loaded = docker.load_image(&tar).await;
-    if let Err(e) = tokio::fs::remove_file(&tar).await {
-        tracing::warn!(path = %tar.display(), error = %e, "could not remove the image tar");
-    }
-    let loaded = loaded.map_err(|e| docker_error(&e))?;
-    // The tar's own reference (zun creates from it), else the id Docker gave.
-    let Some(source) = loaded.iter().find(|r| !r.starts_with("sha256:")).or(loaded.first()).cloned() else {
-        return Err(RpcError::internal(format!("{prefix}docker load of Glance image {} reported no image", image.id)));
-    };
+    let (image, source, loaded) = fetch_and_load(op, repo, "", &uuid).await?;
     if let Err(e) = docker.tag_image(&source, repo, LOCAL_TAG).await {
         // What the tar named may be other containers' image too: it stays.
         tracing::warn!(container = %uuid, loaded = ?loaded, error = %e, "tagging the loaded Glance image failed");
@@ -101,6 +87,66 @@ async fn pull_inner(op: &Op, c: &Container, repo: &str) -> Result<(String, Strin
     }
     tracing::info!(container = %uuid, image = %image.id, loaded = %source, reference = %reference, "Glance image loaded and tagged");
     Ok((repo.to_string(), LOCAL_TAG.to_string()))
+}
+
+/// Finds the image in Glance (by id, or by name and tag), downloads it (checksum verified),
+/// `docker load`s it and removes the tar. Returns the Glance image, the reference the tar
+/// named (else the id Docker gave) and everything the load reported.
+async fn fetch_and_load(
+    op: &Op,
+    ident: &str,
+    tag: &str,
+    for_what: &str,
+) -> Result<(crate::openstack::glance::Image, String, Vec<String>), RpcError> {
+    let glance = client(op)?;
+    let docker = &op.svc.docker;
+    let user = user_token(op);
+    let prefix = "Cannot download image from glance: ";
+    let image = glance.find_image(auth(&user), ident, tag).await.map_err(|e| rpc_error(&e, prefix))?;
+    tracing::info!(target_of = %for_what, image = %image.id, name = %image.name, "downloading the image from Glance");
+    let dir = op.svc.settings.glance_images_directory();
+    let tar = glance.download(auth(&user), &image, &dir).await.map_err(|e| rpc_error(&e, prefix))?;
+    let loaded = docker.load_image(&tar).await;
+    if let Err(e) = tokio::fs::remove_file(&tar).await {
+        tracing::warn!(path = %tar.display(), error = %e, "could not remove the image tar");
+    }
+    let loaded = loaded.map_err(|e| docker_error(&e))?;
+    let Some(source) = loaded.iter().find(|r| !r.starts_with("sha256:")).or(loaded.first()).cloned() else {
+        return Err(RpcError::internal(format!("{prefix}docker load of Glance image {} reported no image", image.id)));
+    };
+    Ok((image, source, loaded))
+}
+
+/// `image_pull` with the glance driver (zun's `_do_image_pull` when the repo is a Glance
+/// image id, or `[DEFAULT] default_image_driver = glance`): the image downloaded and
+/// loaded, and the image row given what Docker holds: repo and tag the tar names (split at
+/// the tag's colon, not at a registry's port as zun splits), Docker's id and size.
+pub(crate) async fn image_pull(op: &Op, uuid: &str, repo: &str, tag: &str) -> Result<Value, RpcError> {
+    // A Glance id has no tag (zun clears it).
+    let tag = if crate::openstack::glance::is_uuid_like(repo) { "" } else { tag };
+    let (image, source, _) = fetch_and_load(op, repo, tag, uuid).await?;
+    let inspect = op.svc.docker.image_exists(&source).await.map_err(|e| docker_error(&e))?;
+    let Some(inspect) = inspect else {
+        return Err(RpcError::internal(format!("the image loaded from Glance image {} is not in Docker", image.id)));
+    };
+    // The tar's own reference; an image loaded without one by its first tag.
+    let named = if source.starts_with("sha256:") { inspect.pointer("/RepoTags/0").and_then(Value::as_str) } else { Some(source.as_str()) };
+    let (repo, tag) = split_repo_tag(named.unwrap_or(source.as_str()));
+    let image_id = inspect.get("Id").and_then(Value::as_str).unwrap_or_default();
+    let size = inspect.get("Size").and_then(Value::as_i64).unwrap_or(0);
+    op.svc.store.image_update(uuid, repo, tag, image_id, size).await.map_err(|e| RpcError::internal(e.to_string()))?;
+    tracing::info!(image = %uuid, glance_image = %image.id, repo, tag, "Glance image pulled");
+    Ok(Value::Null)
+}
+
+/// `repo[:tag]` → (repo, tag): the tag is after the last colon that follows the last slash
+/// (`127.0.0.1:5000/busybox:1` is `127.0.0.1:5000/busybox` and `1`); none is `latest`.
+pub fn split_repo_tag(reference: &str) -> (&str, &str) {
+    let name_start = reference.rfind('/').map_or(0, |i| i + 1);
+    match reference[name_start..].rfind(':') {
+        Some(i) => (&reference[..name_start + i], &reference[name_start + i + 1..]),
+        None => (reference, "latest"),
+    }
 }
 
 /// `image_search` with the glance driver: zun's `find_images(repo, tag, exact_match)`,
@@ -164,4 +210,17 @@ async fn upload(op: &Op, glance: &Glance, user: &Option<UserToken>, id: &str, re
     .await;
     let _ = tokio::fs::remove_file(&tar).await;
     res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_repo_tag;
+
+    #[test]
+    fn tags_split_after_the_last_slash() {
+        assert_eq!(split_repo_tag("127.0.0.1:5000/busybox:latest"), ("127.0.0.1:5000/busybox", "latest"));
+        assert_eq!(split_repo_tag("127.0.0.1:5000/busybox"), ("127.0.0.1:5000/busybox", "latest"));
+        assert_eq!(split_repo_tag("busybox:1.36"), ("busybox", "1.36"));
+        assert_eq!(split_repo_tag("busybox"), ("busybox", "latest"));
+    }
 }

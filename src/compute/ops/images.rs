@@ -87,6 +87,13 @@ pub async fn image_pull(op: Op) -> MethodResult {
     let uuid = image.data.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
     let repo = image.data.get("repo").and_then(Value::as_str).unwrap_or_default().to_string();
     let tag = image.data.get("tag").and_then(Value::as_str).filter(|t| !t.is_empty()).unwrap_or("latest").to_string();
+    if crate::openstack::glance::is_uuid_like(&repo) || op.svc.settings.default.default_image_driver == "glance" {
+        let res = super::glance::image_pull(&op, &uuid, &repo, &tag).await;
+        if let Err(e) = &res {
+            tracing::warn!(image = %uuid, error = %e, "image pull from Glance failed");
+        }
+        return res;
+    }
     if let Err(e) = op.svc.docker.pull(&repo, &tag, None).await {
         tracing::warn!(image = %repo, tag = %tag, error = %e, "image pull failed");
         return if e.is_not_found() { Ok(Value::Null) } else { Err(docker_error(&e)) };
