@@ -78,7 +78,8 @@ fn connect_unix_pooled(path: &str, secs: u64, version: &bollard::ClientVersion) 
     if !std::path::Path::new(path).exists() {
         return Err(bollard::errors::Error::SocketNotFoundError(path.to_string()));
     }
-    let client = std::sync::Arc::new(Client::builder(TokioExecutor::new()).pool_idle_timeout(DOCKER_POOL_IDLE).build(hyperlocal::UnixConnector));
+    let client =
+        std::sync::Arc::new(Client::builder(TokioExecutor::new()).pool_idle_timeout(DOCKER_POOL_IDLE).build(hyperlocal::UnixConnector));
     let transport = move |req: bollard::BollardRequest| {
         let client = client.clone();
         async move { client.request(req).await.map_err(bollard::errors::Error::from) }
