@@ -211,7 +211,7 @@ pub(crate) async fn connect_any(
         let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
         let connect = async {
             lapin::ConnectionBuilder::new()?
-                .with_uri_str(addr.uri(settings.heartbeat))
+                .with_uri_str(addr.uri(settings.heartbeat, (purpose == "send").then_some(url::FRAME_MAX)))
                 .with_properties(props)
                 .with_tls_config(settings.tls.config.clone())
                 .connect()

@@ -12,8 +12,9 @@ pub enum UrlError {
     Port(String),
 }
 
-/// The AMQP frame size the worker proposes (the broker may lower it). 32 KiB holds any
-/// ordinary zun message in one frame (a `container_create` is ~3.5 KB).
+/// The AMQP frame size the publisher's connection proposes (the broker may lower it).
+/// 32 KiB holds an ordinary zun message in one frame (a `container_create` is ~3.5 KB);
+/// larger bodies are split into more body frames.
 pub const FRAME_MAX: u32 = 32 * 1024;
 
 /// One broker to connect to.
@@ -35,20 +36,23 @@ impl std::fmt::Debug for BrokerAddr {
 
 impl BrokerAddr {
     /// The AMQP URI for lapin (with the password: never log it; use [`Self::display`]).
-    /// The lapin URI. It proposes [`FRAME_MAX`]: lapin sizes each connection's send and
-    /// receive buffers at 32 frames, so RabbitMQ's 128 KiB default cost 2 × 4 MiB per
-    /// connection, resident (more than a third of an idle worker's RSS). Larger messages
-    /// still pass, split into more body frames (AMQP's own framing; nothing above sees it).
-    pub fn uri(&self, heartbeat_secs: u16) -> String {
+    /// The lapin URI; with `frame_max`, it proposes that frame size. lapin sizes each
+    /// connection's send and receive buffers at 32 frames, so RabbitMQ's 128 KiB default
+    /// costs 2 × 4 MiB per connection. Only the publisher's connection asks for less: what
+    /// it receives (confirms, returns of its own messages) is small, while the listener
+    /// must take any header table the broker accepts, and a content header cannot be
+    /// split across frames.
+    pub fn uri(&self, heartbeat_secs: u16, frame_max: Option<u32>) -> String {
         let scheme = if self.tls { "amqps" } else { "amqp" };
         let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
         format!(
-            "{scheme}://{}:{}@{}:{}/{}?heartbeat={heartbeat_secs}&frame_max={FRAME_MAX}",
+            "{scheme}://{}:{}@{}:{}/{}?heartbeat={heartbeat_secs}{}",
             enc(&self.user),
             enc(&self.password),
             self.host,
             self.port,
-            enc(&self.vhost)
+            enc(&self.vhost),
+            frame_max.map(|f| format!("&frame_max={f}")).unwrap_or_default()
         )
     }
 
@@ -145,10 +149,11 @@ mod tests {
         assert_eq!(a[1].port, 5673);
         assert_eq!(a[1].vhost, "zun/vh");
         assert!(!a[0].display().contains("p@ss"));
-        assert!(a[0].uri(60).starts_with("amqp://u:p%40ss@h1:5672/zun%2Fvh"));
+        assert!(a[0].uri(60, None).starts_with("amqp://u:p%40ss@h1:5672/zun%2Fvh"));
         // lapin reads both from the query: the heartbeat, and the frame size it proposes.
-        assert!(a[0].uri(60).ends_with("?heartbeat=60&frame_max=32768"));
-        let parsed: lapin::uri::AMQPUri = a[0].uri(60).parse().unwrap();
+        assert!(a[0].uri(60, None).ends_with("?heartbeat=60"));
+        assert!(a[0].uri(60, Some(FRAME_MAX)).ends_with("?heartbeat=60&frame_max=32768"));
+        let parsed: lapin::uri::AMQPUri = a[0].uri(60, Some(FRAME_MAX)).parse().unwrap();
         assert_eq!(parsed.query.frame_max, Some(FRAME_MAX));
     }
 
@@ -156,7 +161,7 @@ mod tests {
     fn default_vhost_and_tls() {
         let a = parse_transport_url("rabbit://guest:guest@127.0.0.1:5672/", false).unwrap();
         assert_eq!(a[0].vhost, "/");
-        assert!(a[0].uri(60).contains("/%2F"));
+        assert!(a[0].uri(60, None).contains("/%2F"));
         let a = parse_transport_url("rabbit://g:g@h/?ssl=1", false).unwrap();
         assert!(a[0].tls);
         assert_eq!(a[0].port, 5671);
