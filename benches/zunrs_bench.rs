@@ -373,7 +373,7 @@ fn serve_floor(args: &[String]) -> Res<()> {
     let expect: u64 = opt_num(args, "--expect", 0)?;
     let settings = Settings::load(&[&conf], Vec::new()).map_err(|e| e.to_string())?;
     let amqp = AmqpSettings::from_config(&settings).map_err(|e| e.to_string())?;
-    let uri = amqp.brokers.first().ok_or("no broker")?.uri(amqp.heartbeat);
+    let uri = amqp.brokers.first().ok_or("no broker")?.uri(amqp.heartbeat, None);
     let queue = format!("{}.{}", amqp.topic, amqp.server);
     let prefetch = amqp.prefetch;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
