@@ -134,6 +134,21 @@ CREATE TABLE IF NOT EXISTS `image` (
   CONSTRAINT `uniq_image0repotaghost` UNIQUE (`repo`, `tag`, `host`)
 );
 
+CREATE TABLE IF NOT EXISTS `network` (
+  `created_at` DATETIME DEFAULT NULL,
+  `updated_at` DATETIME DEFAULT NULL,
+  `id` INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL,
+  `project_id` VARCHAR(255) DEFAULT NULL,
+  `user_id` VARCHAR(255) DEFAULT NULL,
+  `name` VARCHAR(255) DEFAULT NULL,
+  `uuid` VARCHAR(36) DEFAULT NULL,
+  `network_id` VARCHAR(255) DEFAULT NULL,
+  `neutron_net_id` VARCHAR(255) DEFAULT NULL,
+  `host` VARCHAR(255) DEFAULT NULL,
+  CONSTRAINT `uniq_network0uuid` UNIQUE (`uuid`),
+  CONSTRAINT `uniq_network0neutron_net_id_host` UNIQUE (`neutron_net_id`, `host`)
+);
+
 CREATE TABLE IF NOT EXISTS `volume` (
   `created_at` DATETIME DEFAULT NULL,
   `updated_at` DATETIME DEFAULT NULL,

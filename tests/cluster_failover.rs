@@ -351,6 +351,75 @@ fn runs_of(log: &str, id: &str) -> usize {
     log.lines().filter(|l| l.contains(&key) && (l.contains("method failed") || l.contains(" done"))).count()
 }
 
+/// A stream of `image_search` casts to the worker's host, every 10 ms, each recorded with
+/// the time just before its publish, by a client that reaches the cluster only through the
+/// two nodes the worker does not consume from: what is measured is the worker's failover,
+/// not the client's. Started once 50 casts are out.
+struct CastStream {
+    /// The node the worker consumes from, and its AMQP port.
+    node: u8,
+    port: String,
+    client: std::sync::Arc<zun_compute_rs::amqp::client::RpcClient>,
+    sent: std::sync::Arc<std::sync::Mutex<Vec<(String, SystemTime)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// The casts the client could not publish.
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl CastStream {
+    async fn start(w: &Worker, vhost: &ClusterVhost) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        use zun_compute_rs::amqp::{client::RpcClient, AmqpSettings};
+        let (_, port) = consuming_lines(w).last().cloned().expect("a consuming line");
+        let node = port.parse::<u32>().ok().and_then(|p| p.checked_sub(5790)).filter(|n| (1..=3).contains(n)).expect("cluster port") as u8;
+        let others: Vec<u8> = (1..=3).filter(|n| *n != node).collect();
+        let client_url = format!(
+            "rabbit://{}/{}",
+            others.iter().map(|n| format!("guest:guest@127.0.0.1:{}", 5790 + *n as u32)).collect::<Vec<_>>().join(","),
+            vhost.0
+        );
+        let text = std::fs::read_to_string(&w.conf).expect("worker conf");
+        let text: String = text
+            .lines()
+            .map(|l| if l.starts_with("transport_url") { format!("transport_url = {client_url}") } else { l.to_string() })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let client_conf = write_conf(w.dir.path(), "client.conf", &text);
+        let settings = zun_compute_rs::config::Settings::load(&[&client_conf], std::iter::empty()).expect("client conf");
+        let client =
+            Arc::new(RpcClient::connect(Arc::new(AmqpSettings::from_config(&settings).expect("amqp settings"))).await.expect("client"));
+        let sent: Arc<Mutex<Vec<(String, SystemTime)>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let task = {
+            let (client, sent, stop, host) = (client.clone(), sent.clone(), stop.clone(), w.host.clone());
+            tokio::spawn(async move {
+                let mut failed = Vec::new();
+                while !stop.load(Ordering::SeqCst) {
+                    let id = format!("req-{}", uuid::Uuid::new_v4());
+                    let at = SystemTime::now();
+                    if let Err(e) = client.cast(&ctx(&id), Some(&host), "image_search", Self::args()).await {
+                        failed.push(format!("{id}: {e}"));
+                    }
+                    sent.lock().unwrap().push((id, at));
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                failed
+            })
+        };
+        wait_for(Duration::from_secs(60), "50 casts sent", || async { (sent.lock().unwrap().len() >= 50).then_some(()) }).await;
+        CastStream { node, port, client, sent, stop, task }
+    }
+
+    /// An `image_search` of a registry nobody serves: answered at once (with an error).
+    fn args() -> serde_json::Map<String, Value> {
+        let mut a = serde_json::Map::new();
+        a.insert("image".into(), json!("registry.invalid:5000/nothing"));
+        a.insert("exact_match".into(), json!(false));
+        a
+    }
+}
+
 /// Classic queues (the default): the node holding the worker's queues (the node it
 /// listens on; non-durable classic queues live on the node that declared them) is
 /// SIGKILLed in the middle of a stream of casts. The queues and whatever was only in
@@ -362,61 +431,13 @@ fn runs_of(log: &str, id: &str) -> usize {
 /// published while no queue was bound: unroutable, dropped by the exchange).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classic_queues_lose_only_what_was_on_the_dead_node() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use zun_compute_rs::amqp::{client::RpcClient, AmqpSettings};
+    use std::sync::atomic::Ordering;
     let _lock = cluster_lock(true);
     let vhost = ClusterVhost::new();
     let w = Worker::start_on(Some(&vhost.url()), "", "");
     let sessions_before = consuming_lines(&w).len();
-    let (_, port) = consuming_lines(&w).last().cloned().expect("a consuming line");
-    let node: u8 = port.parse::<u32>().ok().and_then(|p| p.checked_sub(5790)).filter(|n| (1..=3).contains(n)).expect("cluster port") as u8;
-    let others: Vec<u8> = (1..=3).filter(|n| *n != node).collect();
-
-    // The client publishes through the two other nodes only: what is measured is the
-    // worker's failover, not the client's.
-    let client_url = format!(
-        "rabbit://{}/{}",
-        others.iter().map(|n| format!("guest:guest@127.0.0.1:{}", 5790 + *n as u32)).collect::<Vec<_>>().join(","),
-        vhost.0
-    );
-    let text = std::fs::read_to_string(&w.conf).expect("worker conf");
-    let text: String = text
-        .lines()
-        .map(|l| if l.starts_with("transport_url") { format!("transport_url = {client_url}") } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let client_conf = write_conf(w.dir.path(), "client.conf", &text);
-    let settings = zun_compute_rs::config::Settings::load(&[&client_conf], std::iter::empty()).expect("client conf");
-    let client =
-        Arc::new(RpcClient::connect(Arc::new(AmqpSettings::from_config(&settings).expect("amqp settings"))).await.expect("client"));
-    let args = || {
-        let mut a = serde_json::Map::new();
-        a.insert("image".into(), json!("registry.invalid:5000/nothing"));
-        a.insert("exact_match".into(), json!(false));
-        a
-    };
-
-    // The stream: casts to the worker's host, each with the time just before its publish.
-    let sent: Arc<Mutex<Vec<(String, SystemTime)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stream = {
-        let (client, sent, stop, host) = (client.clone(), sent.clone(), stop.clone(), w.host.clone());
-        tokio::spawn(async move {
-            let mut failed = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let id = format!("req-{}", uuid::Uuid::new_v4());
-                let at = SystemTime::now();
-                if let Err(e) = client.cast(&ctx(&id), Some(&host), "image_search", args()).await {
-                    failed.push(format!("{id}: {e}"));
-                }
-                sent.lock().unwrap().push((id, at));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            failed
-        })
-    };
-    wait_for(Duration::from_secs(60), "50 casts sent", || async { (sent.lock().unwrap().len() >= 50).then_some(()) }).await;
+    let CastStream { node, port, client, sent, stop, task: stream } = CastStream::start(&w, &vhost).await;
+    let args = CastStream::args;
 
     let pid: i32 = std::fs::read_to_string(format!("{}/rabbit-cluster/zrs{node}/beam.pid", state_dir()))
         .expect("beam.pid")
@@ -500,59 +521,15 @@ fn whole_from(n: u8) -> bool {
 /// whole again before the lock is released.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitioned_node_the_worker_moves_and_nothing_is_lost() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::{Arc, Mutex};
-    use zun_compute_rs::amqp::{client::RpcClient, AmqpSettings};
+    use std::sync::atomic::Ordering;
     let _lock = cluster_lock(true);
     let heal = Heal;
     let vhost = ClusterVhost::new();
     let w =
         Worker::start_on(Some(&vhost.url()), "", "[oslo_messaging_rabbit]\nrabbit_quorum_queue = true\nheartbeat_timeout_threshold = 4\n");
     let sessions_before = consuming_lines(&w).len();
-    let (_, port) = consuming_lines(&w).last().cloned().expect("a consuming line");
-    let node: u8 = port.parse::<u32>().ok().and_then(|p| p.checked_sub(5790)).filter(|n| (1..=3).contains(n)).expect("cluster port") as u8;
-    let others: Vec<u8> = (1..=3).filter(|n| *n != node).collect();
-    let client_url = format!(
-        "rabbit://{}/{}",
-        others.iter().map(|n| format!("guest:guest@127.0.0.1:{}", 5790 + *n as u32)).collect::<Vec<_>>().join(","),
-        vhost.0
-    );
-    let text = std::fs::read_to_string(&w.conf).expect("worker conf");
-    let text: String = text
-        .lines()
-        .map(|l| if l.starts_with("transport_url") { format!("transport_url = {client_url}") } else { l.to_string() })
-        .collect::<Vec<_>>()
-        .join("\n");
-    let client_conf = write_conf(w.dir.path(), "client.conf", &text);
-    let settings = zun_compute_rs::config::Settings::load(&[&client_conf], std::iter::empty()).expect("client conf");
-    let client =
-        Arc::new(RpcClient::connect(Arc::new(AmqpSettings::from_config(&settings).expect("amqp settings"))).await.expect("client"));
-    let args = || {
-        let mut a = serde_json::Map::new();
-        a.insert("image".into(), json!("registry.invalid:5000/nothing"));
-        a.insert("exact_match".into(), json!(false));
-        a
-    };
-
-    let sent: Arc<Mutex<Vec<(String, SystemTime)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let stream = {
-        let (client, sent, stop, host) = (client.clone(), sent.clone(), stop.clone(), w.host.clone());
-        tokio::spawn(async move {
-            let mut failed = Vec::new();
-            while !stop.load(Ordering::SeqCst) {
-                let id = format!("req-{}", uuid::Uuid::new_v4());
-                let at = SystemTime::now();
-                if let Err(e) = client.cast(&ctx(&id), Some(&host), "image_search", args()).await {
-                    failed.push(format!("{id}: {e}"));
-                }
-                sent.lock().unwrap().push((id, at));
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            failed
-        })
-    };
-    wait_for(Duration::from_secs(60), "50 casts sent", || async { (sent.lock().unwrap().len() >= 50).then_some(()) }).await;
+    let CastStream { node, port, client, sent, stop, task: stream } = CastStream::start(&w, &vhost).await;
+    let args = CastStream::args;
 
     let cut_at = SystemTime::now();
     let _ = tokio::task::block_in_place(|| cluster(&["partition", &node.to_string()]));

@@ -29,23 +29,30 @@ async fn wait_gone(zun: &mut ZunClient, uuid: &str) {
     }
 }
 
+/// A container on `host` with a local volume holding `text` at /etc/app/app.conf, which it
+/// prints before sleeping; waits until it runs. Its uuid and row.
+async fn run_with_app_conf(zun: &mut ZunClient, host: &str, text: &str) -> (String, Value) {
+    let uuid = uuid::Uuid::new_v4().to_string();
+    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
+    let cmd = json!(["sh", "-c", "cat /etc/app/app.conf; exec sleep 300"]);
+    zun.cmd_async(
+        "rpcapi_create",
+        json!({"fields": fields(&uuid, cmd), "host": host, "run": true,
+               "volumes": [{"type": "bind", "source": b64, "destination": "/etc/app/app.conf"}]}),
+    )
+    .await
+    .unwrap();
+    let row = wait_row(zun, &uuid, "Running", settled("Running")).await;
+    (uuid, row)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn local_volume_is_bound_into_the_container_and_removed_on_delete() {
     let w = Worker::start("");
     let mut zun = w.zun();
     let d = docker();
-    let uuid = uuid::Uuid::new_v4().to_string();
     let text = "key = value\nsecond line \u{263a}\n";
-    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
-    let cmd = json!(["sh", "-c", "cat /etc/app/app.conf; exec sleep 300"]);
-    zun.cmd_async(
-        "rpcapi_create",
-        json!({"fields": fields(&uuid, cmd), "host": w.host, "run": true,
-               "volumes": [{"type": "bind", "source": b64, "destination": "/etc/app/app.conf"}]}),
-    )
-    .await
-    .unwrap();
-    let row = wait_row(&mut zun, &uuid, "Running", |r| r["status"] == "Running" && r["task_state"].is_null()).await;
+    let (uuid, row) = run_with_app_conf(&mut zun, &w.host, text).await;
     assert!(row["status_reason"].is_null(), "{row}");
 
     // The mapping as zun's own objects read it back.
@@ -91,18 +98,8 @@ async fn a_restart_rewrites_local_volumes_and_resumes_running_containers() {
     let mut w = Worker::start("[compute]\nresume_container_state = true\n");
     let mut zun = w.zun();
     let d = docker();
-    let uuid = uuid::Uuid::new_v4().to_string();
     let text = "remounted = yes\n";
-    let b64 = base64::engine::general_purpose::STANDARD.encode(text);
-    let cmd = json!(["sh", "-c", "cat /etc/app/app.conf; exec sleep 300"]);
-    zun.cmd_async(
-        "rpcapi_create",
-        json!({"fields": fields(&uuid, cmd), "host": w.host, "run": true,
-               "volumes": [{"type": "bind", "source": b64, "destination": "/etc/app/app.conf"}]}),
-    )
-    .await
-    .unwrap();
-    wait_row(&mut zun, &uuid, "Running", settled("Running")).await;
+    let (uuid, _) = run_with_app_conf(&mut zun, &w.host, text).await;
     let maps = zun.cmd_async("volume_mappings", json!({"uuid": uuid})).await.unwrap();
     let vol_uuid = maps[0]["volume_uuid"].as_str().unwrap().to_string();
     let file = w.dir.path().join("mnt").join(&vol_uuid).join(&vol_uuid);

@@ -203,6 +203,10 @@ async fn create_on_a_neutron_network_pins_ip_and_mac_and_delete_removes_the_port
     let named = docker().networks_named(&net.id).await.unwrap();
     assert_eq!(named.len(), 1, "{named:?}");
     assert_eq!(named[0].driver, "kuryr");
+    // zun's `network` row of the Docker network it made (ZunNetwork.create).
+    let rows = network_rows(&w, &net.id);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert!(rows[0].ends_with(&format!("{} {}", w.host, named[0].id)), "{rows:?}");
 
     // The row's addresses as zun writes them; the port as zun makes it.
     let addr = one_address(&row_a, &net.id);
@@ -346,4 +350,63 @@ async fn neutron_down_fails_the_create_with_a_reason_and_leaks_nothing() {
     zun.cmd_async("rpcapi_delete", u.ctx(json!({"uuid": uuid, "host": w.host, "force": true}))).await.unwrap();
     wait_row(&mut zun, &u, &uuid, "deleted", Value::is_null).await;
     assert!(stack.ports_of(&again).is_empty());
+}
+
+/// The rows of zun's `network` table for a Neutron network, in the worker's database.
+fn network_rows(w: &Worker, net: &str) -> Vec<String> {
+    let out = Command::new("mariadb")
+        .args(["--protocol=tcp", "-h", "127.0.0.1", "-u", "root", "-N", "-e"])
+        .arg(format!("SELECT CONCAT_WS(' ', uuid, host, network_id) FROM network WHERE neutron_net_id = '{net}'"))
+        .arg(&w.db.name)
+        .output()
+        .expect("mariadb client");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// `network_create` / `network_delete` (zun-api's admin `POST /v1/networks` and
+/// `DELETE /v1/networks/<id>`, calls to any compute host), sent by zun's own rpcapi code:
+/// the Docker network of the Neutron network made on this host with its `network` row,
+/// answered as zun's `ZunNetwork` (read back by zun's object code); a second create gives
+/// the same row; the delete removes both. A ZunNetwork naming a Docker network that kuryr
+/// did not make is refused and that network left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn network_create_and_delete_keep_zun_network_rows() {
+    let stack = Stack::up();
+    let _lock = StackLock::shared();
+    let u = user(&stack);
+    let net = Network::create(&stack, "netapi");
+    let w = start_worker(&stack);
+    let mut zun = w.zun();
+    let call = |method: &str, kwargs: Value| u.ctx(json!({"server": w.host, "method": method, "kwargs": kwargs, "timeout": 60}));
+
+    let made = zun.cmd_async("call", call("network_create", json!({"neutron_net_id": net.id}))).await.expect("network_create");
+    assert_eq!(made["zun_object.name"], "ZunNetwork", "{made}");
+    let d = &made["zun_object.data"];
+    let named = docker().networks_named(&net.id).await.unwrap();
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert_eq!(named[0].driver, "kuryr");
+    assert_eq!((d["name"].as_str(), d["neutron_net_id"].as_str()), (Some(net.id.as_str()), Some(net.id.as_str())), "{made}");
+    assert_eq!((d["host"].as_str(), d["network_id"].as_str()), (Some(w.host.as_str()), Some(named[0].id.as_str())), "{made}");
+    assert_eq!(d["project_id"], u.project_id.as_str(), "{made}");
+    let uuid = d["uuid"].as_str().expect("uuid").to_string();
+    assert_eq!(network_rows(&w, &net.id), vec![format!("{uuid} {} {}", w.host, named[0].id)]);
+    let again = zun.cmd_async("call", call("network_create", json!({"neutron_net_id": net.id}))).await.expect("network_create again");
+    assert_eq!(again["zun_object.data"]["uuid"], uuid.as_str(), "the same row: {again}");
+
+    zun.cmd_async("call", call("network_delete", json!({"network": made}))).await.expect("network_delete");
+    assert!(docker().networks_named(&net.id).await.unwrap().is_empty(), "the Docker network is removed");
+    assert!(network_rows(&w, &net.id).is_empty(), "the row is removed");
+
+    // A bridge network named like a Neutron id: not kuryr's, never removed.
+    let fake = uuid::Uuid::new_v4().to_string();
+    sh(&["docker", "network", "create", &fake]);
+    let forged = json!({"zun_object.name": "ZunNetwork", "zun_object.namespace": "zun", "zun_object.version": "1.2",
+                        "zun_object.data": {"name": fake, "neutron_net_id": fake, "uuid": uuid::Uuid::new_v4().to_string()}});
+    let refused = zun.cmd_async("call", call("network_delete", json!({"network": forged}))).await;
+    let remains = docker().networks_named(&fake).await.unwrap().len();
+    sh(&["docker", "network", "rm", &fake]);
+    let err = refused.expect_err("a bridge network is not deleted");
+    assert!(err.to_string().contains("is not a kuryr network"), "{err}");
+    assert_eq!(remains, 1);
 }

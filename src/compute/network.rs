@@ -151,33 +151,38 @@ impl Kuryr {
     }
 
     /// `get_or_create_network`: the Docker network named `net` (the Neutron id), created
-    /// when missing. Returns the Docker network id.
+    /// when missing. Returns the Docker network id, and whether this call created it.
     pub async fn ensure_network(
         &self,
         docker: &DockerClient,
         user: &UserToken,
         project_id: Option<&str>,
         net: &str,
-    ) -> Result<String, NetworkError> {
+    ) -> Result<(String, bool), NetworkError> {
         if !check_id(net) {
             return Err(NetworkError::Invalid(format!("invalid Neutron network id {:?}", truncate(net))));
         }
         let lock = self.lock_for(net);
         let _held = lock.lock().await;
         if let Some(n) = docker.networks_named(net).await?.into_iter().next() {
-            return Ok(n.id);
+            return Ok((n.id, false));
         }
         let spec = self.network_spec(user, net).await?;
         tracing::info!(network = net, project = project_id.unwrap_or("-"), driver = %self.driver_name, "creating the Docker network for a Neutron network");
         match docker.network_create(&spec).await {
-            Ok(id) => Ok(id),
+            Ok(id) => Ok((id, true)),
             // Another process (or a zun-compute) made it meanwhile: use it.
             Err(e) if e.status == Some(409) => match docker.networks_named(net).await?.into_iter().next() {
-                Some(n) => Ok(n.id),
+                Some(n) => Ok((n.id, false)),
                 None => Err(e.into()),
             },
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// The driver Docker networks of Neutron networks are made with (`[network] driver_name`).
+    pub fn driver_name(&self) -> &str {
+        &self.driver_name
     }
 
     /// zun's `create_network` arguments: the network's `shared`, its v4 and/or v6 subnet.

@@ -39,6 +39,7 @@ mod ops_actions;
 mod ops_compute_node;
 mod ops_container;
 mod ops_misc;
+mod ops_network;
 mod ops_service;
 mod ops_volume;
 pub mod pool;
@@ -49,6 +50,7 @@ mod sql;
 pub mod url;
 
 pub use ops_compute_node::ComputeNodeRecord;
+pub use ops_network::NetworkRow;
 pub use ops_service::ServiceRow;
 pub use ops_volume::{NewVolumeMapping, VolumeMappingRow, VolumeRow};
 

@@ -135,6 +135,7 @@ pub const REQUIRED: &[(&str, &[&str])] = &[
             "enable_cpu_pinning",
         ],
     ),
+    ("network", &["id", "created_at", "updated_at", "uuid", "project_id", "user_id", "name", "network_id", "neutron_net_id", "host"]),
     ("exec_instance", &["id", "created_at", "updated_at", "container_id", "exec_id", "token", "url"]),
     ("image", &["id", "created_at", "updated_at", "uuid", "project_id", "user_id", "image_id", "repo", "tag", "size", "host"]),
     (

@@ -61,7 +61,8 @@ pub async fn run(svc: Arc<Services>, req: Request) -> MethodResult {
         "remove_security_group" => network::security_group(op, false).await,
         "network_attach" => network::network_attach(op).await,
         "network_detach" => network::network_detach(op).await,
-        "network_create" | "network_delete" => network::network_create_delete(op).await,
+        "network_create" => network::network_create(op).await,
+        "network_delete" => network::network_delete(op).await,
         // The older rpcapi names of a capsule's create and delete: the same flows.
         "capsule_create" | "capsule_delete" => capsule_alias(op).await,
         other => Err(RpcError::NoSuchMethod(other.to_string())),

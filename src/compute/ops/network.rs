@@ -2,6 +2,7 @@
 //! create, cleanup at delete, `network_attach`, `network_detach`, `add_security_group`,
 //! `remove_security_group`, `network_create`, `network_delete`.
 use super::{docker_error, reason, Op};
+use crate::compute::checks;
 use crate::compute::network::{Attached, Kuryr, NetworkError, RequestedNetwork, Undo};
 use crate::docker::{DockerError, DockerErrorKind};
 use crate::openstack::UserToken;
@@ -52,7 +53,7 @@ pub async fn provision(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) ->
     let user = user_token(op);
     let project = op.ctx.project_id().map(str::to_string);
     for rq in nets {
-        k.ensure_network(&op.svc.docker, &user, project.as_deref(), &rq.network).await?;
+        ensure_network(op, &k, &user, project.as_deref(), &rq.network, false).await?;
     }
     let groups = c.security_groups().unwrap_or_default();
     let sg_ids = k.security_group_ids(&user, project.as_deref().unwrap_or_default(), &groups).await?;
@@ -203,7 +204,7 @@ pub async fn network_attach(op: Op) -> MethodResult {
             let project = op.ctx.project_id().unwrap_or_default().to_string();
             let groups = c.security_groups().unwrap_or_default();
             let sgs = k.security_group_ids(&user, &project, &groups).await.map_err(|e| rpc_error(&e))?;
-            k.ensure_network(&op.svc.docker, &user, Some(&project), &rq.network).await.map_err(|e| rpc_error(&e))?;
+            ensure_network(op, &k, &user, Some(&project), &rq.network, false).await.map_err(|e| rpc_error(&e))?;
             let mut undo = Undo::default();
             let a = connect(op, &k, c, &id, &rq, sgs.as_deref(), &mut undo).await.map_err(|e| rpc_error(&e))?;
             addresses.insert(rq.network.clone(), Value::Array(a.addresses));
@@ -285,14 +286,92 @@ pub async fn security_group(op: Op, add: bool) -> MethodResult {
     .await
 }
 
-/// `network_create(neutron_net_id)` and `network_delete(network)`: zun keeps these in
-/// its `network` table (ZunNetwork objects), which zun-compute-rs does not write.
-pub async fn network_create_delete(op: Op) -> MethodResult {
-    let _ = kuryr(&op)?;
-    Err(RpcError::not_supported(format!(
-        "{} is not supported by zun-compute-rs: Docker networks are made on demand when a container needs one",
-        op.method
-    )))
+/// The Docker network of Neutron network `net` on this host, made when missing; a network
+/// made here gets its `network` row (zun's `ZunNetwork`), and `always_record` records it
+/// even when it existed already (`network_create`).
+async fn ensure_network(
+    op: &Op,
+    k: &Kuryr,
+    user: &UserToken,
+    project: Option<&str>,
+    net: &str,
+    always_record: bool,
+) -> Result<Option<crate::store::NetworkRow>, NetworkError> {
+    let (docker_id, created) = k.ensure_network(&op.svc.docker, user, project, net).await?;
+    if !created && !always_record {
+        return Ok(None);
+    }
+    match op.svc.store.network_record(net, &op.svc.host, &docker_id, project, op.ctx.user_id()).await {
+        Ok(row) => Ok(Some(row)),
+        Err(e) if always_record => Err(NetworkError::Zun(format!("Cannot record the network: {e}"))),
+        Err(e) => {
+            // The row is zun's bookkeeping; the network itself is there and works.
+            tracing::warn!(network = net, error = %e, "could not record the network row");
+            Ok(None)
+        }
+    }
+}
+
+/// A `network` row as the `ZunNetwork` 1.2 object zun-api reads back.
+fn network_primitive(row: &crate::store::NetworkRow) -> Value {
+    let mut data = Map::new();
+    data.insert("id".into(), json!(row.id));
+    for (k, v) in [
+        ("uuid", &row.uuid),
+        ("project_id", &row.project_id),
+        ("user_id", &row.user_id),
+        ("name", &row.name),
+        ("network_id", &row.network_id),
+        ("neutron_net_id", &row.neutron_net_id),
+        ("host", &row.host),
+    ] {
+        data.insert(k.into(), json!(v));
+    }
+    crate::oslo::ObjectPrimitive { name: "ZunNetwork".into(), namespace: "zun".into(), version: "1.2".into(), data, changes: Vec::new() }
+        .into_value()
+}
+
+/// `network_create(neutron_net_id)` (a call to any host, zun-api's `POST /v1/networks`):
+/// the Docker network of the Neutron network on this host, made when missing, and its
+/// `network` row, returned as zun's `ZunNetwork`.
+pub async fn network_create(op: Op) -> MethodResult {
+    let k = kuryr(&op)?;
+    let net = op.arg("neutron_net_id").and_then(Value::as_str).unwrap_or_default().to_string();
+    let user = user_token(&op);
+    let project = op.ctx.project_id().map(str::to_string);
+    let row = ensure_network(&op, &k, &user, project.as_deref(), &net, true).await.map_err(|e| rpc_error(&e))?;
+    let row = row.ok_or_else(|| RpcError::internal("the network row was not recorded"))?;
+    tracing::info!(network = %net, docker_network = row.network_id.as_deref().unwrap_or("-"), "network created");
+    Ok(network_primitive(&row))
+}
+
+/// `network_delete(network)` (zun-api's `DELETE /v1/networks/<id>`): the Docker network
+/// named after the Neutron network removed from this host (only one made with the kuryr
+/// driver: any other Docker network is refused), then the object's `network` row.
+pub async fn network_delete(op: Op) -> MethodResult {
+    let k = kuryr(&op)?;
+    let v = op.arg("network").ok_or_else(|| RpcError::builtin("TypeError", "missing required argument: 'network'"))?;
+    let p = crate::oslo::ObjectPrimitive::from_value(v).map_err(RpcError::Object)?;
+    if p.name != "ZunNetwork" {
+        return Err(RpcError::invalid(format!("network_delete needs a ZunNetwork, not {}", checks::shown(&p.name))));
+    }
+    let name = p.data.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    if !crate::openstack::neutron::check_id(&name) {
+        return Err(RpcError::invalid(format!("invalid network name {}", checks::shown(&name))));
+    }
+    let uuid = p.data.get("uuid").and_then(Value::as_str).filter(|u| crate::host::mounts::is_uuid(u)).map(str::to_string);
+    let docker = &op.svc.docker;
+    if let Some(n) = docker.networks_named(&name).await.map_err(|e| docker_error(&e))?.into_iter().find(|n| n.name == name) {
+        if n.driver != k.driver_name() {
+            return Err(RpcError::invalid(format!("Docker network {name} is not a {} network: not removing it", k.driver_name())));
+        }
+        docker.network_remove(&n.id).await.map_err(|e| docker_error(&e))?;
+        tracing::info!(network = %name, docker_network = %n.id, "Docker network removed");
+    }
+    if let Some(uuid) = uuid {
+        op.svc.store.network_destroy_by_uuid(&uuid).await.map_err(|e| RpcError::internal(e.to_string()))?;
+    }
+    Ok(Value::Null)
 }
 
 /// The error a create gets when Neutron is needed and not configured.
