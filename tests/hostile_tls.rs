@@ -118,16 +118,7 @@ fn tls_listener(cert: &Path, key: &Path) -> (u16, Proc) {
 
 /// Starts the worker on `conf` (SQLite store), its stderr to `log`.
 fn worker(conf: &Path, log: &Path) -> Proc {
-    let logf = std::fs::File::create(log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_zun-compute-rs"))
-        .arg("--config-file")
-        .arg(conf)
-        .env("RUST_LOG", "info,zun_compute_rs=debug,lapin=warn")
-        .stdout(Stdio::null())
-        .stderr(logf)
-        .spawn()
-        .expect("spawn the worker");
-    Proc(child)
+    Proc(spawn_worker(conf, log))
 }
 
 /// Waits until the log contains `what`, or panics with the log.
