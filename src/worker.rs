@@ -276,6 +276,19 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     let executor = Executor::new(settings.compute.max_concurrent_operations, Some(metrics.clone()));
     let manager = Arc::new(Manager::new(svc.clone(), executor.clone()));
 
+    // The RPC server connects to the broker and declares its queues now, while the
+    // heartbeat, inventory and recovery run; it consumes only once `consume_tx` opens,
+    // after recovery (zun's order below). Its connection round trips overlap them.
+    let limits = crate::oslo::Limits { max_bytes: settings.compute.max_message_bytes.max(1024), ..Default::default() };
+    let dispatcher = Arc::new(Dispatcher::new(manager.clone()).with_limits(limits));
+    let (consume_tx, consume_rx) = watch::channel(false);
+    let server = Arc::new(
+        RpcServer::new(amqp, dispatcher, publisher.clone(), metrics, health.clone()).with_consume_gate(consume_rx),
+    );
+    let drain = Duration::from_secs(settings.compute.graceful_shutdown_timeout);
+    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+    let server_task = tokio::spawn(server.run(stop.clone(), drain, Some(ready_tx)));
+
     // zun's Service.start order: heartbeat, init_containers, periodic tasks, RPC server.
     // The heartbeat (service row) and the first inventory (compute_node row, Docker's
     // info) touch nothing of each other: run together, start-up waits for the slower.
@@ -290,12 +303,8 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     let events_task = (settings.default.sync_container_state_interval >= 0)
         .then(|| tokio::spawn(periodic::follow_docker_events(svc.clone(), manager.clone(), stop.clone())));
 
-    let limits = crate::oslo::Limits { max_bytes: settings.compute.max_message_bytes.max(1024), ..Default::default() };
-    let dispatcher = Arc::new(Dispatcher::new(manager.clone()).with_limits(limits));
-    let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher.clone(), metrics, health));
-    let drain = Duration::from_secs(settings.compute.graceful_shutdown_timeout);
-    let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-    let server_task = tokio::spawn(server.run(stop.clone(), drain, Some(ready_tx)));
+    // Recovery is done: the RPC server may consume.
+    consume_tx.send_replace(true);
     tokio::spawn(async move {
         if ready_rx.await.is_ok() {
             tracing::info!(host = %host, startup_ms = started.elapsed().as_millis() as u64, "zun-compute-rs consuming");

@@ -209,9 +209,12 @@ pub(crate) async fn connect_any(
         let addr = &settings.brokers[idx];
         let name = format!("zun-compute-rs:{}:{}", std::process::id(), purpose);
         let props = ConnectionProperties::default().with_connection_name(LongString::from(name));
+        // Both connections propose a frame size (see `url::LISTEN_FRAME_MAX`): the publisher
+        // a small one, the listener the broker's default, so lapin never grows its buffers.
+        let frame_max = if purpose == "send" { url::FRAME_MAX } else { url::LISTEN_FRAME_MAX };
         let connect = async {
             lapin::ConnectionBuilder::new()?
-                .with_uri_str(addr.uri(settings.heartbeat, (purpose == "send").then_some(url::FRAME_MAX)))
+                .with_uri_str(addr.uri(settings.heartbeat, Some(frame_max)))
                 .with_properties(props)
                 .with_tls_config(settings.tls.config.clone())
                 .connect()

@@ -67,6 +67,8 @@ pub struct RpcServer {
     health: Arc<Health>,
     fanout_queue: String,
     in_flight: Arc<InFlight>,
+    /// Consuming waits until this turns true (connection and declarations do not).
+    gate: Option<watch::Receiver<bool>>,
 }
 
 impl RpcServer {
@@ -78,7 +80,25 @@ impl RpcServer {
         health: Arc<Health>,
     ) -> Self {
         let fanout_queue = oslo::topology::fanout_queue_name(&settings.topic, &oslo::topology::new_fanout_suffix(), &settings.rabbit);
-        RpcServer { settings, dispatcher, publisher, metrics, health, fanout_queue, in_flight: Arc::new(InFlight::default()) }
+        RpcServer {
+            settings,
+            dispatcher,
+            publisher,
+            metrics,
+            health,
+            fanout_queue,
+            in_flight: Arc::new(InFlight::default()),
+            gate: None,
+        }
+    }
+
+    /// The server connects and declares its topology at once but starts consuming only
+    /// once `gate` turns true: the worker opens it after recovery, so the broker
+    /// connection's round trips overlap start-up work while nothing is taken from the
+    /// queues before the host's half-done operations are settled.
+    pub fn with_consume_gate(mut self, gate: watch::Receiver<bool>) -> Self {
+        self.gate = Some(gate);
+        self
     }
 
     /// Consumes until `stop` turns true, then stops consuming, waits up to `drain` for
@@ -142,6 +162,19 @@ impl RpcServer {
         let ch = conn.create_channel().await?;
         let specs = self.declare(&ch).await?;
         ch.basic_qos(self.settings.prefetch, BasicQosOptions::default()).await?;
+        if let Some(gate) = &self.gate {
+            let mut gate = gate.clone();
+            // Whether to go on to consume: the gate opened (not: the worker gave up
+            // starting and dropped it, or a stop came first).
+            let go = tokio::select! {
+                open = async { gate.wait_for(|v| *v).await.is_ok() } => open,
+                _ = async { stop.wait_for(|v| *v).await.is_ok() } => false,
+            };
+            if !go {
+                self.close_session(&ch, &conn).await;
+                return Ok(());
+            }
+        }
         let queues: Vec<String> = specs.iter().map(|c| c.queue.clone()).collect();
         let mut consumers = Vec::new();
         for (i, spec) in specs.iter().enumerate() {
@@ -191,9 +224,15 @@ impl RpcServer {
                 "drain time over; unacknowledged deliveries return to their queues"
             );
         }
+        self.close_session(&ch, &conn).await;
+        Ok(())
+    }
+
+    /// The fanout queue goes (it would otherwise outlive us until its expiry), then the
+    /// connection.
+    async fn close_session(&self, ch: &Channel, conn: &lapin::Connection) {
         let _ = ch.queue_delete(ShortString::from(self.fanout_queue.as_str()), QueueDeleteOptions::default()).await;
         let _ = conn.close(200, ShortString::from("zun-compute-rs stopping")).await;
-        Ok(())
     }
 
     /// Declares oslo's server topology in oslo's order; returns what to consume.

@@ -17,6 +17,16 @@ pub enum UrlError {
 /// larger bodies are split into more body frames.
 pub const FRAME_MAX: u32 = 32 * 1024;
 
+/// The frame size the listener's connection proposes: RabbitMQ's default `frame_max`
+/// (and py-amqp's own proposal). The broker's tune answer wins when it is lower (lapin
+/// takes the minimum), so the listener still takes any header table its broker accepts.
+/// Proposed up front only so that lapin allocates its two 32-frame buffers at their final
+/// size: left at 0, lapin starts at 32 × 4 KiB and then grows each buffer with
+/// `Vec::resize`, which writes zeros over all 4 MiB and makes every page resident; a
+/// `vec![0; 4 MiB]` from the start is a fresh zeroed mapping whose pages become resident
+/// only as traffic cycles through them.
+pub const LISTEN_FRAME_MAX: u32 = 128 * 1024;
+
 /// One broker to connect to.
 #[derive(Clone, PartialEq)]
 pub struct BrokerAddr {
@@ -38,10 +48,10 @@ impl BrokerAddr {
     /// The AMQP URI for lapin (with the password: never log it; use [`Self::display`]).
     /// The lapin URI; with `frame_max`, it proposes that frame size. lapin sizes each
     /// connection's send and receive buffers at 32 frames, so RabbitMQ's 128 KiB default
-    /// costs 2 × 4 MiB per connection. Only the publisher's connection asks for less: what
-    /// it receives (confirms, returns of its own messages) is small, while the listener
-    /// must take any header table the broker accepts, and a content header cannot be
-    /// split across frames.
+    /// costs up to 2 × 4 MiB per connection. Only the publisher's connection asks for less
+    /// ([`FRAME_MAX`]): what it receives (confirms, returns of its own messages) is small,
+    /// while the listener must take any header table the broker accepts, and a content
+    /// header cannot be split across frames: it proposes [`LISTEN_FRAME_MAX`].
     pub fn uri(&self, heartbeat_secs: u16, frame_max: Option<u32>) -> String {
         let scheme = if self.tls { "amqps" } else { "amqp" };
         let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
@@ -155,6 +165,8 @@ mod tests {
         assert!(a[0].uri(60, Some(FRAME_MAX)).ends_with("?heartbeat=60&frame_max=32768"));
         let parsed: lapin::uri::AMQPUri = a[0].uri(60, Some(FRAME_MAX)).parse().unwrap();
         assert_eq!(parsed.query.frame_max, Some(FRAME_MAX));
+        let parsed: lapin::uri::AMQPUri = a[0].uri(60, Some(LISTEN_FRAME_MAX)).parse().unwrap();
+        assert_eq!(parsed.query.frame_max, Some(131_072));
     }
 
     #[test]
