@@ -282,9 +282,7 @@ pub async fn run_until(settings: Settings, mut stop: watch::Receiver<bool>) -> R
     let limits = crate::oslo::Limits { max_bytes: settings.compute.max_message_bytes.max(1024), ..Default::default() };
     let dispatcher = Arc::new(Dispatcher::new(manager.clone()).with_limits(limits));
     let (consume_tx, consume_rx) = watch::channel(false);
-    let server = Arc::new(
-        RpcServer::new(amqp, dispatcher, publisher.clone(), metrics, health.clone()).with_consume_gate(consume_rx),
-    );
+    let server = Arc::new(RpcServer::new(amqp, dispatcher, publisher.clone(), metrics, health.clone()).with_consume_gate(consume_rx));
     let drain = Duration::from_secs(settings.compute.graceful_shutdown_timeout);
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
     let server_task = tokio::spawn(server.run(stop.clone(), drain, Some(ready_tx)));

@@ -80,16 +80,7 @@ impl RpcServer {
         health: Arc<Health>,
     ) -> Self {
         let fanout_queue = oslo::topology::fanout_queue_name(&settings.topic, &oslo::topology::new_fanout_suffix(), &settings.rabbit);
-        RpcServer {
-            settings,
-            dispatcher,
-            publisher,
-            metrics,
-            health,
-            fanout_queue,
-            in_flight: Arc::new(InFlight::default()),
-            gate: None,
-        }
+        RpcServer { settings, dispatcher, publisher, metrics, health, fanout_queue, in_flight: Arc::new(InFlight::default()), gate: None }
     }
 
     /// The server connects and declares its topology at once but starts consuming only
