@@ -238,7 +238,9 @@ fn exposed_ports_get_their_own_security_group() {
     // zun-api's `security_groups` column holds the group the worker made.
     let groups: Vec<String> = match &shown["security_groups"] {
         Value::Array(a) => a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
-        Value::String(s) => s.split(',').map(|g| g.trim().trim_matches(|c| "[]'\" ".contains(c)).to_string()).filter(|g| !g.is_empty()).collect(),
+        Value::String(s) => {
+            s.split(',').map(|g| g.trim().trim_matches(|c| "[]'\" ".contains(c)).to_string()).filter(|g| !g.is_empty()).collect()
+        }
         other => panic!("security_groups: {other}"),
     };
     assert_eq!(groups.len(), 1, "{shown}");
@@ -274,7 +276,9 @@ fn exposed_ports_get_their_own_security_group() {
 
     stack.os_ok(&["appcontainer", "delete", "--stop", &c]);
     w.wait_gone(&c, RUNNING);
-    poll(RUNNING, "the exposed ports' security group deleted", || stack.try_os_json(&["security", "group", "show", &sg_id]).is_err().then_some(()));
+    poll(RUNNING, "the exposed ports' security group deleted", || {
+        stack.try_os_json(&["security", "group", "show", &sg_id]).is_err().then_some(())
+    });
 }
 
 /// A port the user created (`--net port=`) is preserved on delete; zun's own is not.

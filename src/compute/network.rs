@@ -438,9 +438,12 @@ impl Kuryr {
     pub async fn expose_ports(&self, user: &UserToken, container_uuid: &str, ports: &[ExposedPort]) -> Result<String, NetworkError> {
         let name = crate::docker::container_name(container_uuid);
         let group = self.neutron.security_group_create(Auth::User(user), &name).await?;
-        let id = group.get("id").and_then(Value::as_str).filter(|id| check_id(id)).map(str::to_string).ok_or_else(|| {
-            NetworkError::Zun(format!("Neutron answered the creation of security group {name} without a valid id"))
-        })?;
+        let id = group
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| check_id(id))
+            .map(str::to_string)
+            .ok_or_else(|| NetworkError::Zun(format!("Neutron answered the creation of security group {name} without a valid id")))?;
         for p in ports {
             let rule = json!({
                 "security_group_id": id,

@@ -366,7 +366,12 @@ async fn pull_and_create(op: &Op, c: &mut Container, net: &network::NetworkReque
     let mut provisioned: Option<network::Provisioned> = None;
     let created: Result<(), RpcError> = async {
         if !net.nets.is_empty() {
-            tracing::info!(container = c.uuid().unwrap_or("-"), networks = net.nets.len(), exposed_ports = net.exposed.len(), "provisioning Neutron networks");
+            tracing::info!(
+                container = c.uuid().unwrap_or("-"),
+                networks = net.nets.len(),
+                exposed_ports = net.exposed.len(),
+                "provisioning Neutron networks"
+            );
             provisioned = Some(network::provision(op, c, &net.nets, &net.exposed).await.map_err(|e| network::rpc_error(&e))?);
         }
         if mapping::needs_image_command(c).unwrap_or(false) {
