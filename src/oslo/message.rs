@@ -253,33 +253,36 @@ impl Reply {
     }
 
     /// The reply as its 2.0 envelope, byte for byte `encode_envelope(&self.to_map())`,
-    /// written straight from the fields (the result is not copied into a map first).
+    /// written straight from the fields in one pass (the result is neither copied into a
+    /// map nor serialized twice).
     pub fn encode(&self) -> Vec<u8> {
-        use crate::oslo::pyjson::{write_str, write_value};
-        let mut inner = String::with_capacity(256);
-        inner.push('{');
-        write_str(&mut inner, KEY_RESULT);
-        inner.push_str(": ");
-        write_value(&mut inner, &self.result);
-        inner.push_str(", ");
-        write_str(&mut inner, KEY_FAILURE);
-        inner.push_str(": ");
+        use crate::oslo::pyjson::{write_str_quoted as key, write_value_quoted};
+        let mut out = String::with_capacity(512);
+        out.push_str(crate::oslo::envelope::ENVELOPE_OPEN);
+        out.push('{');
+        key(&mut out, KEY_RESULT);
+        out.push_str(": ");
+        write_value_quoted(&mut out, &self.result);
+        out.push_str(", ");
+        key(&mut out, KEY_FAILURE);
+        out.push_str(": ");
         match &self.failure {
-            Some(f) => write_str(&mut inner, f),
-            None => inner.push_str("null"),
+            Some(f) => key(&mut out, f),
+            None => out.push_str("null"),
         }
-        inner.push_str(", ");
-        write_str(&mut inner, KEY_ENDING);
-        inner.push_str(if self.ending { ": true, " } else { ": false, " });
-        write_str(&mut inner, KEY_MSG_ID);
-        inner.push_str(": ");
-        write_str(&mut inner, &self.msg_id);
-        inner.push_str(", ");
-        write_str(&mut inner, KEY_UNIQUE_ID);
-        inner.push_str(": ");
-        write_str(&mut inner, &self.unique_id);
-        inner.push('}');
-        crate::oslo::envelope::wrap_envelope(&inner)
+        out.push_str(", ");
+        key(&mut out, KEY_ENDING);
+        out.push_str(if self.ending { ": true, " } else { ": false, " });
+        key(&mut out, KEY_MSG_ID);
+        out.push_str(": ");
+        key(&mut out, &self.msg_id);
+        out.push_str(", ");
+        key(&mut out, KEY_UNIQUE_ID);
+        out.push_str(": ");
+        key(&mut out, &self.unique_id);
+        out.push('}');
+        out.push_str(crate::oslo::envelope::ENVELOPE_CLOSE);
+        out.into_bytes()
     }
 
     pub fn to_map(&self) -> Map<String, Value> {
@@ -383,6 +386,8 @@ mod tests {
             Reply::failure("m4", &failure),
             Reply::heartbeat("m5"),
         ] {
+            let two_pass = crate::oslo::envelope::wrap_envelope(&crate::oslo::pyjson::map_to_python_json(&r.to_map()));
+            assert_eq!(r.encode(), two_pass, "{r:?}");
             assert_eq!(r.encode(), crate::oslo::encode_envelope(&r.to_map()), "{r:?}");
         }
     }

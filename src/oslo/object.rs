@@ -292,6 +292,19 @@ impl Container {
         self.to_primitive().into_value()
     }
 
+    /// [`Container::to_value`] of an object that is not needed afterwards: the data
+    /// moves into the primitive, nothing is copied.
+    pub fn into_value(self) -> Value {
+        let mut order: Vec<String> = self.changes_order.into_iter().filter(|c| self.changes.contains(c)).collect();
+        for c in &self.changes {
+            if !order.contains(c) {
+                order.push(c.clone());
+            }
+        }
+        ObjectPrimitive { name: self.name, namespace: ZUN_NAMESPACE.into(), version: self.version, data: self.data, changes: order }
+            .into_value()
+    }
+
     /// The minor version number (`1.44` -> 44); 0 when unparsable.
     pub fn minor(&self) -> u32 {
         version_tuple(&self.version).ok().and_then(|t| t.get(1).copied()).and_then(|m| u32::try_from(m).ok()).unwrap_or(0)
@@ -394,5 +407,23 @@ fn validate_nested(object: &str, field: &str, expected: &str, value: &Value) -> 
         }
         "CapsuleContainer" | "CapsuleInitContainer" => Container::from_primitive(p)?.validate(),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_value_is_to_value() {
+        let body = serde_json::json!({
+            "zun_object.name": "Container", "zun_object.namespace": "zun", "zun_object.version": "1.40",
+            "zun_object.data": {"uuid": "u", "name": "n", "memory": "512M"},
+            "zun_object.changes": ["name", "uuid"]
+        });
+        let mut c = Container::from_value(&body).unwrap();
+        c.set("status", Value::String("Running".into()));
+        c.set("name", Value::String("m".into()));
+        assert_eq!(c.clone().into_value(), c.to_value());
     }
 }

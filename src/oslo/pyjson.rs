@@ -345,38 +345,73 @@ pub fn map_to_python_json(m: &Map<String, Value>) -> String {
     out
 }
 
+/// `json.dumps(v)` appended to `out`.
+pub fn write_value(out: &mut String, v: &Value) {
+    write_value_g::<false>(out, v);
+}
+
+/// A JSON string literal with `ensure_ascii=True` escaping.
+pub fn write_str(out: &mut String, s: &str) {
+    write_str_g::<false>(out, s);
+}
+
+/// `json.dumps(d)` appended to `out`.
 fn write_map(out: &mut String, m: &Map<String, Value>) {
+    write_map_g::<false>(out, m);
+}
+
+/// The text of `json.dumps(v)` as it appears inside another JSON string literal
+/// (every `"` and `\` of it escaped once more), written in one pass: what an oslo
+/// envelope holds between the quotes of `"oslo.message": "..."`. Byte for byte
+/// `write_str` of `to_python_json(v)` without the surrounding quotes.
+pub fn write_value_quoted(out: &mut String, v: &Value) {
+    write_value_g::<true>(out, v);
+}
+
+/// [`write_value_quoted`] of a string value (a JSON string literal, escaped again).
+pub fn write_str_quoted(out: &mut String, s: &str) {
+    write_str_g::<true>(out, s);
+}
+
+/// [`write_value_quoted`] of a dict.
+pub fn write_map_quoted(out: &mut String, m: &Map<String, Value>) {
+    write_map_g::<true>(out, m);
+}
+
+/// The writers, generic over `Q`: false writes JSON, true writes that JSON already
+/// escaped as the content of a string literal. Only a string's quotes and escapes
+/// change between the two (the JSON is pure printable ASCII: `ensure_ascii`).
+fn write_map_g<const Q: bool>(out: &mut String, m: &Map<String, Value>) {
     out.push('{');
     for (i, (k, item)) in m.iter().enumerate() {
         if i > 0 {
             out.push_str(", ");
         }
-        write_str(out, k);
+        write_str_g::<Q>(out, k);
         out.push_str(": ");
-        write_value(out, item);
+        write_value_g::<Q>(out, item);
     }
     out.push('}');
 }
 
-/// `json.dumps(v)` appended to `out`.
-pub fn write_value(out: &mut String, v: &Value) {
+fn write_value_g<const Q: bool>(out: &mut String, v: &Value) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
         Value::Bool(false) => out.push_str("false"),
         Value::Number(n) => write_number(out, n),
-        Value::String(s) => write_str(out, s),
+        Value::String(s) => write_str_g::<Q>(out, s),
         Value::Array(a) => {
             out.push('[');
             for (i, item) in a.iter().enumerate() {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                write_value(out, item);
+                write_value_g::<Q>(out, item);
             }
             out.push(']');
         }
-        Value::Object(m) => write_map(out, m),
+        Value::Object(m) => write_map_g::<Q>(out, m),
     }
 }
 
@@ -386,19 +421,20 @@ pub fn is_int_literal(text: &str) -> bool {
 }
 
 fn write_number(out: &mut String, n: &Number) {
-    let text = n.to_string();
-    if is_int_literal(&text) {
+    // The number's source text (serde_json `arbitrary_precision`): no copy.
+    let text = n.as_str();
+    if is_int_literal(text) {
         // Python ints print exactly; `-0` is just 0.
         if text.trim_start_matches('-').bytes().all(|b| b == b'0') {
             out.push('0');
         } else {
-            out.push_str(&text);
+            out.push_str(text);
         }
         return;
     }
     match text.parse::<f64>() {
         Ok(f) => out.push_str(&py_float_repr(f)),
-        Err(_) => out.push_str(&text),
+        Err(_) => out.push_str(text),
     }
 }
 
@@ -454,9 +490,9 @@ pub fn py_float_value(f: f64) -> Value {
     py_float_repr(f).parse::<serde_json::Number>().map(Value::Number).unwrap_or(Value::Null)
 }
 
-/// A JSON string literal with `ensure_ascii=True` escaping.
-pub fn write_str(out: &mut String, s: &str) {
-    out.push('"');
+fn write_str_g<const Q: bool>(out: &mut String, s: &str) {
+    let quote = if Q { "\\\"" } else { "\"" };
+    out.push_str(quote);
     let mut rest = s;
     loop {
         // Printable ASCII other than `"` and `\\` is copied as is, a run at a time.
@@ -465,9 +501,22 @@ pub fn write_str(out: &mut String, s: &str) {
         rest = &rest[plain..];
         let Some(c) = rest.chars().next() else { break };
         rest = &rest[c.len_utf8()..];
-        write_char_escaped(out, c);
+        if Q {
+            // The escape sequence itself, escaped again: its `\\` doubled, a `"` escaped.
+            let mut esc = String::with_capacity(12);
+            write_char_escaped(&mut esc, c);
+            for b in esc.chars() {
+                match b {
+                    '\\' => out.push_str("\\\\"),
+                    '"' => out.push_str("\\\""),
+                    other => out.push(other),
+                }
+            }
+        } else {
+            write_char_escaped(out, c);
+        }
     }
-    out.push('"');
+    out.push_str(quote);
 }
 
 /// One character of a JSON string that is not plain printable ASCII, as `json.dumps`

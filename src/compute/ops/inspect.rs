@@ -9,9 +9,10 @@ use crate::rpc::{MethodResult, RpcError};
 use base64::Engine;
 use serde_json::{json, Value};
 
-/// The container object as zun returns it: at the version it was received.
-fn object(c: &Container) -> Value {
-    c.to_primitive().to_value()
+/// The container object as zun returns it: at the version it was received. The
+/// object moves into the reply (no copy of its data).
+fn object(c: Container) -> Value {
+    c.into_value()
 }
 
 /// `container_show`: inspect, derive the status (unless a task owns it), save what
@@ -30,7 +31,7 @@ pub async fn container_show(op: Op) -> MethodResult {
         }
     }
     op.save(&mut c).await?;
-    Ok(object(&c))
+    Ok(object(c))
 }
 
 /// `container_logs(stdout, stderr, timestamps, tail, since)`: the log text.
@@ -221,7 +222,7 @@ pub async fn container_update(op: Op, is_cast: bool) -> MethodResult {
         }
     }
     op.save(&mut c).await?;
-    Ok(if is_cast { Value::Null } else { object(&c) })
+    Ok(if is_cast { Value::Null } else { object(c) })
 }
 
 /// `container_resize(height, width)`: the TTY size; returns the container.
@@ -233,7 +234,7 @@ pub async fn container_resize(op: Op) -> MethodResult {
     if let Err(e) = op.svc.docker.resize_tty(&id, h, w).await {
         return Err(op.docker_failure(&mut c, e).await);
     }
-    Ok(object(&c))
+    Ok(object(c))
 }
 
 /// `container_attach`: store the websocket URL and a fresh token; return the token.
