@@ -135,6 +135,18 @@ impl Store {
             }
             // Missing and insertable: the transaction below settles it (a row inserted
             // meanwhile is updated there).
+        } else if !allow_insert {
+            // Nothing to write: only whether the row is there (no lock, nothing changes).
+            let found = self
+                .db
+                .fetch(
+                    "SELECT `id` FROM `container` WHERE `uuid` = ? AND `container_type` = ?",
+                    &[Val::Text(uuid.into()), Val::Int(ctype)],
+                    &[Kind::Int],
+                )
+                .await
+                .map_err(err)?;
+            return Ok((if found.is_empty() { Saved::Missing } else { Saved::Nothing }, ts));
         }
         let mut tx = self.db.begin().await.map_err(err)?;
         let found = tx
