@@ -221,6 +221,66 @@ fn network_attach_detach_and_security_groups() {
     let _ = stack.os(&["security", "group", "delete", &sg_id]);
 }
 
+/// `appcontainer run --expose-port`: zun's security group `zun-<uuid>` with one ingress
+/// rule per port, on the container's port; Docker's `ExposedPorts`; the group deleted with
+/// the container.
+#[test]
+fn exposed_ports_get_their_own_security_group() {
+    let _lock = StackLock::shared();
+    let stack = Stack::up();
+    let w = StackWorker::start(&stack, "expose", "");
+    let net = Network::create(&stack, "expose");
+    let mut args = vec!["--expose-port", "8080", "--expose-port", "53/udp"];
+    args.extend_from_slice(IMAGE);
+    let c = w.run(&net, &net.name, &args);
+    let shown = w.wait_status(&c, "Running", RUNNING);
+
+    // zun-api's `security_groups` column holds the group the worker made.
+    let groups: Vec<String> = match &shown["security_groups"] {
+        Value::Array(a) => a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
+        Value::String(s) => {
+            s.split(',').map(|g| g.trim().trim_matches(|c| "[]'\" ".contains(c)).to_string()).filter(|g| !g.is_empty()).collect()
+        }
+        other => panic!("security_groups: {other}"),
+    };
+    assert_eq!(groups.len(), 1, "{shown}");
+    let sg_id = groups[0].clone();
+    let sg = stack.os_json(&["security", "group", "show", &sg_id]);
+    assert_eq!(sg["name"], format!("zun-{c}").as_str(), "{sg}");
+    let rules = stack.os_json(&["security", "group", "rule", "list", "--ingress", &sg_id]);
+    let mut opened: Vec<(String, String, String)> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().map(str::to_string).unwrap_or_else(|| r[k].to_string());
+            (s("IP Protocol"), s("Port Range"), s("IP Range"))
+        })
+        .collect();
+    opened.sort();
+    assert_eq!(
+        opened,
+        [
+            ("tcp".to_string(), "8080:8080".to_string(), "0.0.0.0/0".to_string()),
+            ("udp".to_string(), "53:53".to_string(), "0.0.0.0/0".to_string())
+        ],
+        "{rules}"
+    );
+    let (_, port_id) = address(&stack, &c, &net.id);
+    let port = stack.os_json(&["port", "show", &port_id]);
+    assert_eq!(port["security_group_ids"], serde_json::json!([sg_id]), "{port}");
+    let out = std::process::Command::new("docker").args(["inspect", &format!("zun-{c}")]).output().expect("docker inspect");
+    let inspect: Value = serde_json::from_slice(&out.stdout).expect("docker inspect JSON");
+    let exposed = &inspect[0]["Config"]["ExposedPorts"];
+    assert!(exposed.get("8080/tcp").is_some() && exposed.get("53/udp").is_some(), "{exposed}");
+
+    stack.os_ok(&["appcontainer", "delete", "--stop", &c]);
+    w.wait_gone(&c, RUNNING);
+    poll(RUNNING, "the exposed ports' security group deleted", || {
+        stack.try_os_json(&["security", "group", "show", &sg_id]).is_err().then_some(())
+    });
+}
+
 /// A port the user created (`--net port=`) is preserved on delete; zun's own is not.
 #[test]
 fn delete_keeps_a_preserved_port() {

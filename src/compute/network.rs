@@ -80,6 +80,51 @@ impl RequestedNetwork {
     }
 }
 
+/// One of a container's `exposed_ports` (`{"80/tcp": {}}`), validated as zun-api's
+/// `build_exposed_ports` does (a missing protocol is tcp; tcp or udp) and, since it reaches
+/// Neutron and Docker, as a port number 1-65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ExposedPort {
+    pub port: u16,
+    pub udp: bool,
+}
+
+impl ExposedPort {
+    pub fn protocol(&self) -> &'static str {
+        if self.udp {
+            "udp"
+        } else {
+            "tcp"
+        }
+    }
+
+    /// One key of `exposed_ports`.
+    pub fn parse(key: &str) -> Result<ExposedPort, NetworkError> {
+        let (port, proto) = key.split_once('/').unwrap_or((key, "tcp"));
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            _ => return Err(NetworkError::Invalid(format!("value {:?} is an invalid protocol", truncate(proto)))),
+        };
+        match port.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(ExposedPort { port, udp }),
+            _ => Err(NetworkError::Invalid(format!("value {:?} is invalid as publish port.", truncate(port)))),
+        }
+    }
+
+    /// Every key of an `exposed_ports` dict (absent, null or empty: none), sorted, each once.
+    pub fn parse_all(v: Option<&Value>) -> Result<Vec<ExposedPort>, NetworkError> {
+        let mut out = match v {
+            None | Some(Value::Null) => vec![],
+            Some(Value::Object(m)) => m.keys().map(|k| Self::parse(k)).collect::<Result<Vec<_>, _>>()?,
+            Some(_) => return Err(NetworkError::Invalid("exposed_ports is not a dict".into())),
+        };
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+}
+
 fn truncate(s: &str) -> String {
     s.chars().take(64).collect()
 }
@@ -386,6 +431,71 @@ impl Kuryr {
         first.map_or(Ok(()), Err)
     }
 
+    /// zun's `_process_exposed_ports` (Neutron half): a security group named
+    /// `zun-<container uuid>` with one ingress rule per exposed port from anywhere, made as
+    /// the user. A rule Neutron refuses deletes the group and fails with zun's text. The
+    /// group's id.
+    pub async fn expose_ports(&self, user: &UserToken, container_uuid: &str, ports: &[ExposedPort]) -> Result<String, NetworkError> {
+        let name = crate::docker::container_name(container_uuid);
+        let group = self.neutron.security_group_create(Auth::User(user), &name).await?;
+        let id = group
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| check_id(id))
+            .map(str::to_string)
+            .ok_or_else(|| NetworkError::Zun(format!("Neutron answered the creation of security group {name} without a valid id")))?;
+        for p in ports {
+            let rule = json!({
+                "security_group_id": id,
+                "direction": "ingress",
+                "port_range_min": p.port,
+                "port_range_max": p.port,
+                "protocol": p.protocol(),
+                "remote_ip_prefix": "0.0.0.0/0",
+            });
+            if let Err(e) = self.neutron.security_group_rule_create(Auth::User(user), rule.clone()).await {
+                tracing::warn!(security_group = %id, port = p.port, protocol = p.protocol(), error = %e, "Neutron refused a security group rule");
+                if let Err(d) = self.neutron.security_group_delete(Auth::User(user), &id).await {
+                    tracing::warn!(security_group = %id, error = %d, "could not delete the security group");
+                }
+                return Err(NetworkError::Zun(format!(
+                    "Could not create required security group rules {rule} for setting up exported port."
+                )));
+            }
+        }
+        tracing::info!(container = container_uuid, security_group = %id, ports = ports.len(), "exposed ports opened");
+        Ok(id)
+    }
+
+    /// zun's `_cleanup_exposed_ports`: the group made for the exposed ports deleted, as the
+    /// user. Errors are logged, as zun does, and never fail the delete.
+    pub async fn unexpose_ports(&self, user: &UserToken, group_id: &str) {
+        match self.neutron.security_group_delete(Auth::User(user), group_id).await {
+            Ok(()) => tracing::info!(security_group = group_id, "exposed ports' security group deleted"),
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => tracing::warn!(security_group = group_id, error = %e, "Failed to delete security group"),
+        }
+    }
+
+    /// At delete: among the container's `security_groups`, the one named
+    /// `zun-<container uuid>` (the exposed ports' group) is deleted.
+    pub async fn unexpose_ports_of(&self, user: &UserToken, project_id: &str, container_uuid: &str, groups: &[String]) {
+        let name = crate::docker::container_name(container_uuid);
+        let all = match self.neutron.security_groups(Auth::User(user), project_id).await {
+            Ok(all) => all,
+            Err(e) => {
+                tracing::warn!(container = container_uuid, error = %e, "Failed to delete security group: cannot list them");
+                return;
+            }
+        };
+        for g in all {
+            let id = g.get("id").and_then(Value::as_str).unwrap_or_default();
+            if g.get("name").and_then(Value::as_str) == Some(name.as_str()) && groups.iter().any(|x| x == id) && check_id(id) {
+                self.unexpose_ports(user, id).await;
+            }
+        }
+    }
+
     /// Adds (or removes) a security group id on every port of the container (admin
     /// update), as zun's `add_security_groups_to_ports` / `remove_...`.
     pub async fn update_port_security_groups(
@@ -441,6 +551,22 @@ pub fn valid_mac(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exposed_ports_parse_as_zun_api_builds_them() {
+        let all = ExposedPort::parse_all(Some(&json!({"80/tcp": {}, "53/udp": {}, "8080": {}, "80": {}}))).unwrap();
+        assert_eq!(
+            all,
+            [ExposedPort { port: 53, udp: true }, ExposedPort { port: 80, udp: false }, ExposedPort { port: 8080, udp: false }]
+        );
+        assert!(ExposedPort::parse_all(None).unwrap().is_empty());
+        assert!(ExposedPort::parse_all(Some(&Value::Null)).unwrap().is_empty());
+        for bad in ["0/tcp", "65536", "80/sctp", "-1", "80/tcp/x", "", "/tcp", "1e3", "eighty"] {
+            assert!(ExposedPort::parse(bad).is_err(), "{bad}");
+        }
+        assert!(ExposedPort::parse_all(Some(&json!(["80/tcp"]))).is_err());
+        assert_eq!(ExposedPort::parse("65535/udp").unwrap().protocol(), "udp");
+    }
 
     #[test]
     fn requested_networks_are_validated() {

@@ -195,6 +195,12 @@ impl Neutron {
         Ok(v.get("security_group").cloned().unwrap_or(Value::Null))
     }
 
+    /// `POST /security-group-rules`.
+    pub async fn security_group_rule_create(&self, auth: Auth<'_>, rule: Value) -> Result<Value, OpenStackError> {
+        let (v, _) = self.json(auth, Request::post("/v2.0/security-group-rules", json!({"security_group_rule": rule}))).await?;
+        Ok(v.get("security_group_rule").cloned().unwrap_or(Value::Null))
+    }
+
     /// `DELETE /security-groups/{id}`.
     pub async fn security_group_delete(&self, auth: Auth<'_>, id: &str) -> Result<(), OpenStackError> {
         self.json(auth, Request::delete(Self::id_path("security group", "security-groups", id)?)).await.map(|_| ())

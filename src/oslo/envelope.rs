@@ -367,7 +367,10 @@ mod tests {
         let every_char: String = (0u32..0x300).chain([0x2028, 0xfeff, 0x1f680, 0x10ffff]).filter_map(char::from_u32).collect();
         let mut m = Map::new();
         m.insert("method".into(), Value::String("x".into()));
-        m.insert("q\"k\\".into(), serde_json::json!({"s": every_char, "l": ["\"", "\\", "\\\"", "", 1, -2.5, 1e300, null, false], "e": {}}));
+        m.insert(
+            "q\"k\\".into(),
+            serde_json::json!({"s": every_char, "l": ["\"", "\\", "\\\"", "", 1, -2.5, 1e300, null, false], "e": {}}),
+        );
         let two_pass = wrap_envelope(&pyjson::map_to_python_json(&m));
         assert_eq!(encode_envelope(&m), two_pass);
         assert_eq!(decode_body(&json_meta(), &two_pass).unwrap(), m);

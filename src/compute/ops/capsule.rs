@@ -28,6 +28,7 @@
 use super::{create, docker_error, network, reason, Op};
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions, VolumeBind};
+use crate::compute::network::{ExposedPort, NetworkError};
 use crate::compute::volumes::{self, VolumeError};
 use crate::compute::{checks, populate};
 use crate::oslo::{Container, Status, TaskState};
@@ -54,6 +55,21 @@ impl Members {
     fn reverse_order(&mut self) -> impl Iterator<Item = &mut Container> {
         self.containers.iter_mut().rev().chain(self.init.iter_mut().rev())
     }
+}
+
+/// The ports a capsule's members expose, all together (zun's `_process_exposed_ports` on a
+/// Capsule); none without Neutron networks.
+fn exposed_by_members(m: &Members, neutron: bool) -> Result<Vec<ExposedPort>, NetworkError> {
+    if !neutron {
+        return Ok(vec![]);
+    }
+    let mut all = vec![];
+    for member in m.init.iter().chain(m.containers.iter()) {
+        all.extend(ExposedPort::parse_all(member.exposed_ports().as_ref())?);
+    }
+    all.sort();
+    all.dedup();
+    Ok(all)
 }
 
 /// The capsule's status from its members' (after a create): Error when any member is in
@@ -191,6 +207,14 @@ pub(crate) async fn create_flow(op: &Op, c: &mut Container, uuid: &str) -> Resul
         op.fail(c, msg, true).await;
         return Err(RpcError::not_supported(msg));
     }
+    // zun's `_process_exposed_ports` for a capsule: its members' ports, on the sandbox.
+    let net = match exposed_by_members(&members, !nets.is_empty()) {
+        Ok(exposed) => network::NetworkRequest { nets, exposed },
+        Err(e) => {
+            op.fail(c, &e.to_string(), true).await;
+            return Err(network::rpc_error(&e));
+        }
+    };
     let request = match checks::resources(c) {
         Ok(r) => r,
         Err(msg) => {
@@ -219,7 +243,7 @@ pub(crate) async fn create_flow(op: &Op, c: &mut Container, uuid: &str) -> Resul
     let res = async {
         // The claim (the capsule's summed figures) and the sandbox: `zun-<capsule uuid>`
         // with the capsule's Neutron ports.
-        create::do_container_create(op, c, &nets).await?;
+        create::do_container_create(op, c, &net).await?;
         // zun's claim sets the host even when the capsule asks for nothing (our claim of an
         // empty request does not): zun-api sends a capsule's delete only when it has one.
         if c.get_str("host") != Some(op.svc.host.as_str()) {
@@ -448,8 +472,8 @@ async fn teardown(op: &Op, c: &mut Container, m: &mut Members) {
 /// `delete_capsule` before the sandbox goes: each member stopped and removed (reverse
 /// order; one Docker no longer has is fine; one whose `container_id` names another Docker
 /// container is refused), then the sandbox stopped. Errors stop the delete unless `force`.
-pub(crate) async fn delete_members(op: &Op, capsule: &Container, force: bool) -> Result<(), RpcError> {
-    let Some(id) = capsule.get("id").and_then(Value::as_i64) else { return Ok(()) };
+pub(crate) async fn delete_members(op: &Op, capsule: &Container, force: bool) -> Result<bool, RpcError> {
+    let Some(id) = capsule.get("id").and_then(Value::as_i64) else { return Ok(false) };
     let rows = op.svc.store.capsule_members(id).await.map_err(|e| RpcError::internal(format!("Unexpected error: {e}")))?;
     let mut m = Members::default();
     for row in rows {
@@ -498,7 +522,7 @@ pub(crate) async fn delete_members(op: &Op, capsule: &Container, force: bool) ->
             }
         }
     }
-    Ok(())
+    Ok(m.init.iter().chain(&m.containers).any(network::exposes_ports))
 }
 
 #[cfg(test)]

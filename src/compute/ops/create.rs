@@ -9,7 +9,7 @@
 use super::{docker_error, lifecycle, network, reason, Op};
 use crate::compute::image_ref::{self, PullPolicy};
 use crate::compute::mapping::{self, MappingOptions};
-use crate::compute::network::RequestedNetwork;
+use crate::compute::network::{ExposedPort, RequestedNetwork};
 use crate::compute::populate;
 use crate::compute::{checks, claims, volumes};
 use crate::docker::RegistryCredentials;
@@ -139,6 +139,14 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
         op.fail(c, msg, true).await;
         return Err(RpcError::not_supported(msg));
     }
+    let exposed = if nets.is_empty() { Ok(vec![]) } else { ExposedPort::parse_all(c.exposed_ports().as_ref()) };
+    let net = match exposed {
+        Ok(exposed) => network::NetworkRequest { nets, exposed },
+        Err(e) => {
+            op.fail(c, &e.to_string(), true).await;
+            return Err(network::rpc_error(&e));
+        }
+    };
     // Every figure is checked before it reaches arithmetic, the claim or Docker.
     if let Err(msg) = checks::resources(c) {
         op.fail(c, &msg, true).await;
@@ -151,7 +159,7 @@ async fn create_flow(op: &Op, c: &mut Container, uuid: &str, run: bool) -> Resul
 
     let res: Result<(), RpcError> = async {
         op.event_start(uuid, "compute__do_container_create").await;
-        let created = do_container_create(op, c, &nets).await;
+        let created = do_container_create(op, c, &net).await;
         op.event_finish(uuid, "compute__do_container_create", &created).await;
         created?;
         // An adopted container may be running already (the first attempt started it).
@@ -203,7 +211,7 @@ pub(crate) async fn check_disk_quota(op: &Op, c: &mut Container) -> Result<(), R
 }
 
 /// The claim plus `_do_container_create_base`, inside the create event.
-pub(crate) async fn do_container_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
+pub(crate) async fn do_container_create(op: &Op, c: &mut Container, net: &network::NetworkRequest) -> Result<(), RpcError> {
     let limits: Map<String, Value> = op.arg("limits").and_then(Value::as_object).cloned().unwrap_or_default();
     let request = match checks::resources(c) {
         Ok(r) => r,
@@ -213,7 +221,7 @@ pub(crate) async fn do_container_create(op: &Op, c: &mut Container, nets: &[Requ
         }
     };
     let claimed = claim(op, c, &request, &limits).await?;
-    let res = create_base(op, c, nets).await;
+    let res = create_base(op, c, net).await;
     if res.is_err() && claimed && c.get_str("host") != Some(op.svc.host.as_str()) {
         // Claim.__exit__ → abort: the failure took the row off this host, so its usage
         // goes back now. A failure that keeps the host keeps the usage: the row still
@@ -270,14 +278,14 @@ pub(crate) async fn release_usage(op: &Op, req: &claims::Request) {
 }
 
 /// zun's `_do_container_create_base`: task `container_creating`, pull, create, inspect.
-pub(crate) async fn create_base(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
+pub(crate) async fn create_base(op: &Op, c: &mut Container, net: &network::NetworkRequest) -> Result<(), RpcError> {
     let guard = op.begin_task(c, TaskState::ContainerCreating).await?;
-    let res = pull_and_create(op, c, nets).await;
+    let res = pull_and_create(op, c, net).await;
     let ended = op.end_task(c, guard).await;
     res.and(ended)
 }
 
-async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<(), RpcError> {
+async fn pull_and_create(op: &Op, c: &mut Container, net: &network::NetworkRequest) -> Result<(), RpcError> {
     let svc = &op.svc;
     let name = crate::docker::container_name(c.uuid().unwrap_or_default());
     // Redelivery or a crash after create: adopt the container Docker already has.
@@ -357,9 +365,14 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
     // driver.create
     let mut provisioned: Option<network::Provisioned> = None;
     let created: Result<(), RpcError> = async {
-        if !nets.is_empty() {
-            tracing::info!(container = c.uuid().unwrap_or("-"), networks = nets.len(), "provisioning Neutron networks");
-            provisioned = Some(network::provision(op, c, nets).await.map_err(|e| network::rpc_error(&e))?);
+        if !net.nets.is_empty() {
+            tracing::info!(
+                container = c.uuid().unwrap_or("-"),
+                networks = net.nets.len(),
+                exposed_ports = net.exposed.len(),
+                "provisioning Neutron networks"
+            );
+            provisioned = Some(network::provision(op, c, &net.nets, &net.exposed).await.map_err(|e| network::rpc_error(&e))?);
         }
         if mapping::needs_image_command(c).unwrap_or(false) {
             let inspect = svc.docker.image_exists(&reference).await.map_err(|e| docker_error(&e))?;
@@ -403,7 +416,7 @@ async fn pull_and_create(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) 
     .await;
     if let Err(e) = &created {
         if let Some(p) = provisioned.take() {
-            network::undo_create(op, c, p.undo).await;
+            network::undo_create(op, c, p).await;
         }
         op.fail(c, &reason(e), true).await;
     }
@@ -461,7 +474,7 @@ async fn rebuild_flow(op: &Op, c: &mut Container, run: bool) -> Result<(), RpcEr
         }
         // A fresh create under the same name.
         let _ = op.svc.docker.remove(&crate::docker::container_name(c.uuid().unwrap_or_default()), true).await;
-        create_base(op, c, &[]).await?;
+        create_base(op, c, &network::NetworkRequest::default()).await?;
         c.set_status(Status::Created, None);
         op.save(c).await
     }

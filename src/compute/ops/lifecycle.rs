@@ -162,12 +162,16 @@ pub async fn container_delete(op: Op) -> MethodResult {
     }
     let guard = op.begin_task(&mut c, TaskState::ContainerDeleting).await?;
     // A capsule: its members go first (reverse order), then the sandbox is stopped.
+    let mut exposes = super::network::exposes_ports(&c);
     if c.name == "Capsule" {
-        if let Err(e) = super::capsule::delete_members(&op, &c, force).await {
-            op.fail(&mut c, &reason(&e), false).await;
-            let _ = op.end_task(&mut c, guard).await;
-            op.announce_end(&c, "delete", true);
-            return Err(e);
+        match super::capsule::delete_members(&op, &c, force).await {
+            Ok(members_expose) => exposes = members_expose,
+            Err(e) => {
+                op.fail(&mut c, &reason(&e), false).await;
+                let _ = op.end_task(&mut c, guard).await;
+                op.announce_end(&c, "delete", true);
+                return Err(e);
+            }
         }
     }
     if let Err(e) = op.svc.docker.remove(&target, force).await {
@@ -197,6 +201,8 @@ pub async fn container_delete(op: Op) -> MethodResult {
         }
         tracing::warn!(container = %uuid, error = %e, "forced delete: ports could not be released");
     }
+    // zun's `_cleanup_exposed_ports`, once the ports that used the group are gone.
+    super::network::cleanup_exposed_ports(&op, &c, exposes).await;
     // zun's `_detach_volumes` (unmount, disconnect, detach; auto_remove volumes deleted).
     if let Err(e) = crate::compute::volumes::detach_all(&op, &uuid, !force).await {
         let err = e.to_rpc();

@@ -3,7 +3,7 @@
 //! `remove_security_group`, `network_create`, `network_delete`.
 use super::{docker_error, reason, Op};
 use crate::compute::checks;
-use crate::compute::network::{Attached, Kuryr, NetworkError, RequestedNetwork, Undo};
+use crate::compute::network::{Attached, ExposedPort, Kuryr, NetworkError, RequestedNetwork, Undo};
 use crate::docker::{DockerError, DockerErrorKind};
 use crate::openstack::UserToken;
 use crate::oslo::{Container, TaskState};
@@ -35,6 +35,14 @@ pub fn kuryr(op: &Op) -> Result<Arc<Kuryr>, RpcError> {
     })
 }
 
+/// What a create asks of Neutron: the requested networks and the ports to expose (only
+/// with Neutron networks; on Docker's default network they are only `ExposedPorts`).
+#[derive(Debug, Default)]
+pub struct NetworkRequest {
+    pub nets: Vec<RequestedNetwork>,
+    pub exposed: Vec<ExposedPort>,
+}
+
 /// What the create needs from the first network (zun processes the last requested one at
 /// create time and connects the others after the Docker create).
 pub struct Provisioned {
@@ -43,30 +51,91 @@ pub struct Provisioned {
     pub rest: Vec<RequestedNetwork>,
     pub security_groups: Option<Vec<String>>,
     pub undo: Undo,
+    /// The security group made for the exposed ports, deleted if the create fails.
+    pub exposed_group: Option<String>,
 }
 
-/// `_provision_network` + `process_networking_config`: every Docker network exists, the
-/// port of the network the container is created on is ready, `addresses` is set (not
-/// saved). On error, what was made is undone before returning.
-pub async fn provision(op: &Op, c: &mut Container, nets: &[RequestedNetwork]) -> Result<Provisioned, NetworkError> {
+/// `_provision_network` + `_process_exposed_ports` + `process_networking_config`: every
+/// Docker network exists, the exposed ports' security group is made and added to
+/// `security_groups`, the port of the network the container is created on is ready,
+/// `addresses` is set (not saved). On error, what was made is undone before returning.
+pub async fn provision(
+    op: &Op,
+    c: &mut Container,
+    nets: &[RequestedNetwork],
+    exposed: &[ExposedPort],
+) -> Result<Provisioned, NetworkError> {
     let k = op.svc.kuryr.clone().ok_or_else(|| NetworkError::Zun("no Neutron configured".into()))?;
     let user = user_token(op);
     let project = op.ctx.project_id().map(str::to_string);
     for rq in nets {
         ensure_network(op, &k, &user, project.as_deref(), &rq.network, false).await?;
     }
-    let groups = c.security_groups().unwrap_or_default();
-    let sg_ids = k.security_group_ids(&user, project.as_deref().unwrap_or_default(), &groups).await?;
-    let mut rest = nets.to_vec();
-    let last = rest.pop().ok_or_else(|| NetworkError::Zun("no requested network".into()))?;
     let uuid = c.uuid().unwrap_or_default().to_string();
-    let first = k.create_or_update_port(&uuid, project.as_deref(), &last, sg_ids.as_deref(), true).await?;
+    let mut exposed_group = None;
+    if !exposed.is_empty() {
+        let id = k.expose_ports(&user, &uuid, exposed).await?;
+        let mut groups = c.security_groups().unwrap_or_default();
+        groups.push(id.clone());
+        c.set_security_groups(Some(&groups));
+        exposed_group = Some(id);
+    }
+    let ports = async {
+        let groups = c.security_groups().unwrap_or_default();
+        let sg_ids = k.security_group_ids(&user, project.as_deref().unwrap_or_default(), &groups).await?;
+        let mut rest = nets.to_vec();
+        let last = rest.pop().ok_or_else(|| NetworkError::Zun("no requested network".into()))?;
+        let first = k.create_or_update_port(&uuid, project.as_deref(), &last, sg_ids.as_deref(), true).await?;
+        Ok::<_, NetworkError>((sg_ids, rest, last, first))
+    }
+    .await;
+    let (sg_ids, rest, last, first) = match ports {
+        Ok(p) => p,
+        Err(e) => {
+            forget_exposed_group(op, &k, c, exposed_group.as_deref()).await;
+            return Err(e);
+        }
+    };
     let mut undo = Undo::default();
     undo.record(&first);
     let mut addresses = Map::new();
     addresses.insert(last.network.clone(), Value::Array(first.addresses.clone()));
     c.set_json("addresses", Some(&Value::Object(addresses)));
-    Ok(Provisioned { network: last.network, first, rest, security_groups: sg_ids, undo })
+    Ok(Provisioned { network: last.network, first, rest, security_groups: sg_ids, undo, exposed_group })
+}
+
+/// A create that made the exposed ports' group failed: the group is deleted and dropped
+/// from `security_groups` (zun leaves it to the container's delete, which a create that
+/// failed before the claim never gets).
+async fn forget_exposed_group(op: &Op, k: &Kuryr, c: &mut Container, group: Option<&str>) {
+    let Some(group) = group else { return };
+    k.unexpose_ports(&user_token(op), group).await;
+    let mut groups = c.security_groups().unwrap_or_default();
+    groups.retain(|g| g != group);
+    c.set_security_groups(if groups.is_empty() { None } else { Some(&groups) });
+}
+
+/// True when the container has `exposed_ports` (a non-empty dict).
+pub fn exposes_ports(c: &Container) -> bool {
+    c.exposed_ports().is_some_and(|v| v.as_object().is_some_and(|o| !o.is_empty()))
+}
+
+/// zun's `_cleanup_exposed_ports` at delete: when the container (or a member of the
+/// capsule) exposes ports, the security group the create made for them is deleted. zun
+/// deletes the first of `security_groups` blindly; here only a group of the list that
+/// Neutron names `zun-<uuid>` is. Never fails the delete.
+pub async fn cleanup_exposed_ports(op: &Op, c: &Container, exposes: bool) {
+    if !exposes {
+        return;
+    }
+    let Some(k) = op.svc.kuryr.clone() else { return };
+    let groups = c.security_groups().unwrap_or_default();
+    if groups.is_empty() {
+        return;
+    }
+    let user = user_token(op);
+    let project = op.ctx.project_id().unwrap_or_default();
+    k.unexpose_ports_of(&user, project, c.uuid().unwrap_or_default(), &groups).await;
 }
 
 /// `_setup_network_for_container` after the Docker create: connects the other requested
@@ -109,13 +178,14 @@ async fn connect(
     Ok(a)
 }
 
-/// The create failed after ports were made: release them (last first) and forget the
-/// addresses. The caller already records the failure.
-pub async fn undo_create(op: &Op, c: &mut Container, undo: Undo) {
+/// The create failed after ports were made: release them (last first), delete the
+/// exposed ports' group and forget the addresses. The caller already records the failure.
+pub async fn undo_create(op: &Op, c: &mut Container, p: Provisioned) {
     if let Some(k) = op.svc.kuryr.clone() {
-        if !undo.is_empty() {
-            k.undo(undo).await;
+        if !p.undo.is_empty() {
+            k.undo(p.undo).await;
         }
+        forget_exposed_group(op, &k, c, p.exposed_group.as_deref()).await;
     }
     if c.get_json("addresses").is_some_and(|a| a.as_object().is_some_and(|o| !o.is_empty())) {
         c.set_json("addresses", Some(&json!({})));
