@@ -18,9 +18,13 @@
 //! that writes several rows does so in one transaction: a failure (or a retry) never leaves
 //! half of it applied.
 //!
-//! A lost connection: the pool tests each connection before handing it out
-//! (`test_before_acquire`), so a restarted MariaDB costs the dead connections only; a new
-//! one is opened, waiting out "connection refused" up to the acquire timeout.
+//! A lost connection: the pool pings a connection before handing it out when it has been
+//! idle a second or more (`pool::Liveness`; one used moments ago is not pinged, which
+//! saves a round trip on most acquires), and pings every connection for a while after any
+//! operation found one lost, so a restarted MariaDB costs the dead connections only; a new
+//! one is opened, waiting out "connection refused" up to the acquire timeout. An
+//! operation that meets a dead connection is retried (`retry`); the readiness ping tries
+//! twice.
 //!
 //! Files: `url` (connection URLs), `sql` (backend dispatch), `retry` (retry classes and
 //! pauses), `pool` (`[database]` pool options), `schema` (required columns, DDL),
@@ -162,6 +166,8 @@ pub struct Store {
     target: String,
     /// `[database] db_*`: how an operation is retried.
     retry: retry::RetryPolicy,
+    /// When the MySQL pool pings connections before use (unused on SQLite).
+    liveness: pool::Liveness,
 }
 
 impl Store {
@@ -185,6 +191,8 @@ impl Store {
         };
         match target {
             url::DbTarget::MySql { options, display, tls } => {
+                let liveness = pool::Liveness::default();
+                let check = liveness.clone();
                 let pool = MySqlPoolOptions::new()
                     .max_connections(pool.max_connections)
                     .min_connections(0)
@@ -192,8 +200,19 @@ impl Store {
                     .max_lifetime(pool.max_lifetime)
                     .idle_timeout(Some(pool.idle_timeout))
                     // A connection MariaDB dropped (restart, wait_timeout) is found here and
-                    // replaced, not handed to an operation.
-                    .test_before_acquire(true)
+                    // replaced, not handed to an operation: one idle for a second or more,
+                    // or any while a connection was lost recently (`pool::Liveness`). An
+                    // error closes the connection and the pool hands out another.
+                    .test_before_acquire(false)
+                    .before_acquire(move |conn, meta| {
+                        let ping = check.should_ping(meta.idle_for);
+                        Box::pin(async move {
+                            if ping {
+                                sqlx::Connection::ping(conn).await?;
+                            }
+                            Ok(true)
+                        })
+                    })
                     .after_connect(|conn, _meta| {
                         Box::pin(async move {
                             conn.execute("SET SESSION sql_mode = 'TRADITIONAL'").await?;
@@ -210,7 +229,7 @@ impl Store {
                     })?;
                 let shown = &display;
                 tracing::info!(db = %shown, "state store: MySQL");
-                Ok(Store { db: Db::My(pool), target: display, retry: retry::RetryPolicy::default() })
+                Ok(Store { db: Db::My(pool), target: display, retry: retry::RetryPolicy::default(), liveness })
             }
             url::DbTarget::Sqlite(path) => Self::open_sqlite(&path).await,
         }
@@ -236,7 +255,7 @@ impl Store {
         sqlx::raw_sql(schema::SQLITE_DDL).execute(&pool).await.map_err(|source| StoreError::Connect { target: display.clone(), source })?;
         let shown = &display;
         tracing::info!(db = %shown, "state store: SQLite");
-        Ok(Store { db: Db::Lite(pool), target: display, retry: retry::RetryPolicy::default() })
+        Ok(Store { db: Db::Lite(pool), target: display, retry: retry::RetryPolicy::default(), liveness: pool::Liveness::default() })
     }
 
     /// Sets how operations are retried (`[database] db_*`; oslo.db's defaults until then).
@@ -245,9 +264,20 @@ impl Store {
         self
     }
 
-    /// One `SELECT 1`, not retried: is the database answering now? (Readiness.)
+    /// `SELECT 1`: is the database answering now? (Readiness.) A connection recently used
+    /// is handed out without a ping, so when the first try meets a dead one (MariaDB
+    /// restarted) the pool is told and the second try gets a tested or a new connection.
+    /// No pause, no further retry.
     pub async fn ping(&self) -> Result<()> {
-        self.db.fetch("SELECT 1", &[], &[sql::Kind::Int]).await.map(|_| ()).map_err(|e| StoreError::db("(ping)", e))
+        let once =
+            || async { self.db.fetch("SELECT 1", &[], &[sql::Kind::Int]).await.map(|_| ()).map_err(|e| StoreError::db("(ping)", e)) };
+        match once().await {
+            Err(e) if e.retry_cause() == Some(retry::Cause::Disconnect) => {
+                self.liveness.connection_lost();
+                once().await
+            }
+            r => r,
+        }
     }
 
     /// `mysql` or `sqlite`.
@@ -308,8 +338,11 @@ impl Store {
             .retry(self.retry.backoff())
             .when(|e: &StoreError| e.retry_cause().is_some())
             .notify(|e, pause| match e.retry_cause() {
-                Some(retry::Cause::Disconnect) => tracing::warn!(db = %target, error = %e, retry_in_ms = pause.as_millis() as u64,
-                    "database connection lost or refused; retrying"),
+                Some(retry::Cause::Disconnect) => {
+                    self.liveness.connection_lost();
+                    tracing::warn!(db = %target, error = %e, retry_in_ms = pause.as_millis() as u64,
+                        "database connection lost or refused; retrying")
+                }
                 _ => tracing::debug!(error = %e, retry_in_ms = pause.as_millis() as u64, "database deadlock/busy; retrying"),
             })
             .await;

@@ -100,6 +100,31 @@ impl Store {
         let traceback = &traceback;
         self.retrying(|| async move {
             let err = |e| StoreError::db("container_actions_events", e);
+            if self.db.is_mysql() {
+                // The usual case in one statement: the first event of that name of the
+                // action found by (container_uuid, request_id), updated where it is found
+                // (an UPDATE with ORDER BY/LIMIT locks the row it changes; SQLite has no
+                // such UPDATE). Nothing matched: the transaction below tells which of the
+                // two is missing and applies zun's fallback to the newest action. A retry
+                // repeats the same SET.
+                let (set, mut params) = finish_set(traceback);
+                params.extend([Val::Text(container_uuid.into()), Val::Text(request_id.into()), Val::Text(event.into())]);
+                let done = self
+                    .db
+                    .exec(
+                        &format!(
+                            "UPDATE `container_actions_events` SET {set} WHERE `action_id` = (SELECT `id` FROM \
+                             `container_actions` WHERE `container_uuid` = ? AND `request_id` = ? ORDER BY `id` LIMIT 1) \
+                             AND `event` = ? ORDER BY `id` LIMIT 1"
+                        ),
+                        &params,
+                    )
+                    .await
+                    .map_err(err)?;
+                if done.rows_affected > 0 {
+                    return Ok(());
+                }
+            }
             let mut tx = self.db.begin().await.map_err(err)?;
             let action_id = find_action(&mut tx, container_uuid, request_id, ctx_has_project_id).await?;
             let rows = tx
@@ -117,25 +142,9 @@ impl Store {
             let Some(event_id) = rows.first().and_then(|r| r.first()).and_then(Val::as_i64) else {
                 return Err(StoreError::ContainerActionEventNotFound { action_id, event: event.into() });
             };
-            let ts = now();
-            match traceback {
-                None => tx
-                    .exec(
-                        "UPDATE `container_actions_events` SET `finish_time` = ?, `result` = 'Success', \
-                         `updated_at` = ? WHERE `id` = ?",
-                        &[Val::Time(ts), Val::Time(ts), Val::Int(event_id)],
-                    )
-                    .await
-                    .map_err(err)?,
-                Some(tb) => tx
-                    .exec(
-                        "UPDATE `container_actions_events` SET `finish_time` = ?, `result` = 'Error', \
-                         `traceback` = ?, `updated_at` = ? WHERE `id` = ?",
-                        &[Val::Time(ts), Val::Text(tb.clone()), Val::Time(ts), Val::Int(event_id)],
-                    )
-                    .await
-                    .map_err(err)?,
-            };
+            let (set, mut params) = finish_set(traceback);
+            params.push(Val::Int(event_id));
+            tx.exec(&format!("UPDATE `container_actions_events` SET {set} WHERE `id` = ?"), &params).await.map_err(err)?;
             tx.commit().await.map_err(err)
         })
         .await
@@ -196,6 +205,19 @@ impl Store {
             tx.commit().await.map_err(err)
         })
         .await
+    }
+}
+
+/// The SET list of a finished event and its parameters: `finish_time` and `updated_at` now,
+/// `result` `Success`, or `Error` with the traceback.
+fn finish_set(traceback: &Option<String>) -> (&'static str, Vec<Val>) {
+    let ts = now();
+    match traceback {
+        None => ("`finish_time` = ?, `result` = 'Success', `updated_at` = ?", vec![Val::Time(ts), Val::Time(ts)]),
+        Some(tb) => (
+            "`finish_time` = ?, `result` = 'Error', `traceback` = ?, `updated_at` = ?",
+            vec![Val::Time(ts), Val::Text(tb.clone()), Val::Time(ts)],
+        ),
     }
 }
 

@@ -54,10 +54,11 @@ impl Store {
     }
 
     /// Saves the object's pending changes (`changes`, including those zun-api sent unsaved,
-    /// e.g. `status='Deleting'` on delete) like zun's `Container.save()`:
-    /// `SELECT ... FOR UPDATE` on (uuid, container_type), then one UPDATE of the changed
-    /// columns plus `updated_at = now`. Fields without a column are ignored. With no pending
-    /// column change nothing is written.
+    /// e.g. `status='Deleting'` on delete) like zun's `Container.save()` (which does
+    /// `SELECT ... FOR UPDATE` then UPDATE in a transaction): one UPDATE of the changed
+    /// columns plus `updated_at = now` on (uuid, container_type), atomic on its own; no
+    /// matched row means the row is missing. Fields without a column are ignored. With no
+    /// pending column change nothing is written (the row's existence is still checked).
     ///
     /// When the row does not exist (standalone use, no zun-api in front) the whole object is
     /// INSERTed (`created_at = now`, zun's ORM defaults for unset columns) and `id`/`created_at`
@@ -110,6 +111,43 @@ impl Store {
     ) -> Result<(Saved, chrono::NaiveDateTime)> {
         let err = |e| StoreError::db("container", e);
         let ts = now();
+        if !updates.is_empty() {
+            // The usual case, an existing row: one UPDATE on (uuid, container_type), which
+            // locks and changes the row in one statement (zun's SELECT ... FOR UPDATE then
+            // UPDATE, without the three extra round trips). The affected-row count is the
+            // matched rows on both backends (sqlx's MySQL client sets CLIENT_FOUND_ROWS;
+            // SQLite counts every row an UPDATE matched), so an update that changes no value
+            // still counts its row, and 0 means the row is missing. A retry after a lost
+            // connection repeats the same SET: applying it twice is applying it once.
+            let done = self
+                .db
+                .exec(
+                    &update_sql(updates, "`uuid` = ? AND `container_type` = ?"),
+                    &update_params(updates, ts, [Val::Text(uuid.into()), Val::Int(ctype)]),
+                )
+                .await
+                .map_err(err)?;
+            if done.rows_affected > 0 {
+                return Ok((Saved::Updated, ts));
+            }
+            if !allow_insert {
+                return Ok((Saved::Missing, ts));
+            }
+            // Missing and insertable: the transaction below settles it (a row inserted
+            // meanwhile is updated there).
+        } else if !allow_insert {
+            // Nothing to write: only whether the row is there (no lock, nothing changes).
+            let found = self
+                .db
+                .fetch(
+                    "SELECT `id` FROM `container` WHERE `uuid` = ? AND `container_type` = ?",
+                    &[Val::Text(uuid.into()), Val::Int(ctype)],
+                    &[Kind::Int],
+                )
+                .await
+                .map_err(err)?;
+            return Ok((if found.is_empty() { Saved::Missing } else { Saved::Nothing }, ts));
+        }
         let mut tx = self.db.begin().await.map_err(err)?;
         let found = tx
             .fetch(
@@ -124,13 +162,7 @@ impl Store {
                 if updates.is_empty() {
                     Saved::Nothing
                 } else {
-                    let sets: Vec<String> = updates.iter().map(|(c, _)| format!("`{c}` = ?")).collect();
-                    let mut params: Vec<Val> = updates.iter().map(|(_, v)| v.clone()).collect();
-                    params.push(Val::Time(ts));
-                    params.push(Val::Int(id));
-                    tx.exec(&format!("UPDATE `container` SET {}, `updated_at` = ? WHERE `id` = ?", sets.join(", ")), &params)
-                        .await
-                        .map_err(err)?;
+                    tx.exec(&update_sql(updates, "`id` = ?"), &update_params(updates, ts, [Val::Int(id)])).await.map_err(err)?;
                     Saved::Updated
                 }
             }
@@ -179,6 +211,20 @@ impl Store {
         })
         .await
     }
+}
+
+/// `UPDATE container SET <changed columns>, updated_at = ? WHERE <filter>`.
+fn update_sql(updates: &[(&'static str, Val)], filter: &str) -> String {
+    let sets: Vec<String> = updates.iter().map(|(c, _)| format!("`{c}` = ?")).collect();
+    format!("UPDATE `container` SET {}, `updated_at` = ? WHERE {filter}", sets.join(", "))
+}
+
+/// The parameters of [`update_sql`]: the changed values, `updated_at`, the filter's.
+fn update_params<const N: usize>(updates: &[(&'static str, Val)], ts: chrono::NaiveDateTime, filter: [Val; N]) -> Vec<Val> {
+    let mut params: Vec<Val> = updates.iter().map(|(_, v)| v.clone()).collect();
+    params.push(Val::Time(ts));
+    params.extend(filter);
+    params
 }
 
 // ---- capsules -------------------------------------------------------------------------

@@ -13,7 +13,9 @@
 //! sqlx closes any connection idle longer than `idle_timeout` (here the smaller of
 //! `connection_recycle_time` and 10 min) and opens none in advance (`min_connections` 0).
 //! SQLAlchemy's `max_overflow = -1` (no limit) is taken as the total cap below.
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// The most connections one worker's pool may open, whatever the options say.
 pub const MAX_CONNECTIONS: u32 = 1000;
@@ -64,9 +66,63 @@ impl PoolSettings {
     }
 }
 
+/// A connection idle at least this long is pinged before it is handed out (HikariCP's
+/// "aliveness bypass window"): one used moments ago is not, which spares a `COM_PING`
+/// round trip on most acquires of a busy worker.
+pub const PING_WHEN_IDLE: Duration = Duration::from_secs(1);
+/// After a connection was seen lost, every connection is pinged before use for this long:
+/// a MariaDB restart (or a `KILL` of every connection) kills the recently used ones too,
+/// and those must not be handed to operations one after the other.
+pub const PING_ALL_AFTER_LOSS: Duration = Duration::from_secs(10);
+
+/// When the pool pings a connection before handing it out (sqlx `before_acquire`):
+/// when it has been idle [`PING_WHEN_IDLE`] or more, or within [`PING_ALL_AFTER_LOSS`]
+/// of a lost connection reported by [`Liveness::connection_lost`]. Cheap to clone; the
+/// clones share the state.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    epoch: Instant,
+    /// Milliseconds since `epoch` until which every acquire pings (0: none).
+    ping_all_until_ms: Arc<AtomicU64>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness { epoch: Instant::now(), ping_all_until_ms: Arc::new(AtomicU64::new(0)) }
+    }
+}
+
+impl Liveness {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A connection was found lost: ping every connection before use for a while.
+    pub fn connection_lost(&self) {
+        let until = self.now_ms().saturating_add(PING_ALL_AFTER_LOSS.as_millis() as u64);
+        self.ping_all_until_ms.fetch_max(until, Ordering::Relaxed);
+    }
+
+    /// Should a connection idle for `idle_for` be pinged before it is handed out?
+    pub fn should_ping(&self, idle_for: Duration) -> bool {
+        idle_for >= PING_WHEN_IDLE || self.now_ms() < self.ping_all_until_ms.load(Ordering::Relaxed)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ping_only_idle_connections_unless_one_was_lost() {
+        let l = Liveness::default();
+        assert!(!l.should_ping(Duration::ZERO));
+        assert!(!l.should_ping(Duration::from_millis(999)));
+        assert!(l.should_ping(PING_WHEN_IDLE));
+        assert!(l.should_ping(Duration::from_secs(3600)));
+        l.clone().connection_lost();
+        assert!(l.should_ping(Duration::ZERO), "a clone shares the state");
+    }
 
     #[test]
     fn oslo_defaults() {
