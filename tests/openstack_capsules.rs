@@ -146,7 +146,8 @@ fn capsule_through_zun_api_with_kuryr() {
         "spec": {
             "initContainers": [{"image": BUSYBOX, "command": ["sh", "-c", "echo init-done"]}],
             "containers": [
-                {"image": BUSYBOX, "command": ["sh", "-c", HTTPD], "resources": {"requests": {"cpu": 0.1, "memory": 64}}},
+                {"image": BUSYBOX, "command": ["sh", "-c", HTTPD], "resources": {"requests": {"cpu": 0.1, "memory": 64}},
+                 "ports": [{"containerPort": 8080, "protocol": "TCP"}]},
                 {"image": BUSYBOX, "command": ["sh", "-c", SLEEPER], "resources": {"requests": {"cpu": 0.1, "memory": 64}}},
             ],
         },
@@ -193,6 +194,16 @@ fn capsule_through_zun_api_with_kuryr() {
     assert!(shown["addresses"].to_string().contains(ports[0]["Fixed IP Addresses"][0]["ip_address"].as_str().unwrap_or("-")), "{shown}");
     let rp = admin.provider_uuid(&w.host).expect("provider");
     assert!(admin.provider_consumers(&rp).contains(&uuid), "the capsule's allocation");
+    // The member's `ports`: the capsule's security group zun-<capsule uuid>, on its port.
+    let groups = admin.sql(&format!("SELECT security_groups FROM container WHERE uuid = '{uuid}'"));
+    let groups: Vec<String> = serde_json::from_str(&groups[0][0]).unwrap_or_else(|e| panic!("security_groups {groups:?}: {e}"));
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    let sg_id = groups[0].clone();
+    assert_eq!(admin.os_json(&["security", "group", "show", &sg_id])["name"], format!("zun-{uuid}").as_str());
+    let rules = admin.os_json(&["security", "group", "rule", "list", "--ingress", "--protocol", "tcp", &sg_id]);
+    assert!(rules.as_array().unwrap().iter().any(|r| r["Port Range"] == "8080:8080"), "{rules}");
+    let port_id = ports[0]["ID"].as_str().unwrap().to_string();
+    assert_eq!(admin.os_json(&["port", "show", &port_id])["security_group_ids"], json!([sg_id]));
 
     // Delete: members, then the sandbox, its port and allocation, the rows.
     let t1 = Instant::now();
@@ -209,6 +220,7 @@ fn capsule_through_zun_api_with_kuryr() {
     assert_eq!(admin.sql(&format!("SELECT COUNT(*) FROM container WHERE uuid IN ('{}')", names.0.join("','")))[0][0], "0");
     poll(Duration::from_secs(30), "the capsule's port released", || admin.ports_of(&uuid).is_empty().then_some(()));
     assert!(!admin.provider_consumers(&rp).contains(&uuid), "allocation freed");
+    assert!(admin.try_os_json(&["security", "group", "show", &sg_id]).is_err(), "the capsule's security group deleted");
 }
 
 /// A capsule template with a Cinder volume (`size`, `autoRemove`) mounted by both of its
