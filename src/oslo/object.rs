@@ -229,19 +229,24 @@ impl Container {
     }
 
     pub fn to_primitive(&self) -> ObjectPrimitive {
+        ObjectPrimitive {
+            name: self.name.clone(),
+            namespace: ZUN_NAMESPACE.into(),
+            version: self.version.clone(),
+            data: self.data.clone(),
+            changes: self.changes_in_wire_order(),
+        }
+    }
+
+    /// `changes` in the order they were received, then the ones set since.
+    fn changes_in_wire_order(&self) -> Vec<String> {
         let mut order: Vec<String> = self.changes_order.iter().filter(|c| self.changes.contains(*c)).cloned().collect();
         for c in &self.changes {
             if !order.contains(c) {
                 order.push(c.clone());
             }
         }
-        ObjectPrimitive {
-            name: self.name.clone(),
-            namespace: ZUN_NAMESPACE.into(),
-            version: self.version.clone(),
-            data: self.data.clone(),
-            changes: order,
-        }
+        order
     }
 
     /// The raw wire value of a field, `None` when unset.
@@ -295,14 +300,8 @@ impl Container {
     /// [`Container::to_value`] of an object that is not needed afterwards: the data
     /// moves into the primitive, nothing is copied.
     pub fn into_value(self) -> Value {
-        let mut order: Vec<String> = self.changes_order.into_iter().filter(|c| self.changes.contains(c)).collect();
-        for c in &self.changes {
-            if !order.contains(c) {
-                order.push(c.clone());
-            }
-        }
-        ObjectPrimitive { name: self.name, namespace: ZUN_NAMESPACE.into(), version: self.version, data: self.data, changes: order }
-            .into_value()
+        let changes = self.changes_in_wire_order();
+        ObjectPrimitive { name: self.name, namespace: ZUN_NAMESPACE.into(), version: self.version, data: self.data, changes }.into_value()
     }
 
     /// The minor version number (`1.44` -> 44); 0 when unparsable.
