@@ -352,6 +352,40 @@ async fn neutron_down_fails_the_create_with_a_reason_and_leaks_nothing() {
     assert!(stack.ports_of(&again).is_empty());
 }
 
+/// Hostile `exposed_ports` from the wire (zun-api would refuse them; a broker peer may
+/// send anything): each create ends in Error with a reason, before any Neutron or Docker
+/// call (no security group, no port, no Docker container), and the key is quoted escaped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_exposed_ports_end_the_create_before_neutron() {
+    let stack = Stack::up();
+    let _lock = StackLock::shared();
+    let u = user(&stack);
+    let net = Network::create(&stack, "hostile-expose");
+    let w = start_worker(&stack);
+    let mut zun = w.zun();
+    let long = format!("{}/tcp", "9".repeat(10_000));
+    let cases =
+        [json!({"0/tcp": {}}), json!({"65536": {}}), json!({"80/sctp": {}}), json!({"80/tcp\n\u{1b}[31mFORGED": {}}), json!({long: {}})];
+    for exposed in cases {
+        let uuid = uuid::Uuid::new_v4().to_string();
+        let mut f = fields(&u, &uuid, json!(["sleep", "600"]));
+        f["exposed_ports"] = exposed.clone();
+        let p = u.ctx(json!({"fields": f, "host": w.host, "run": true, "requested_networks": [requested(&net.id, "", false)]}));
+        zun.cmd_async("rpcapi_create", p).await.expect("rpcapi_create");
+        let row = wait_row(&mut zun, &u, &uuid, "Error", settled("Error")).await;
+        let reason = row["status_reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("invalid"), "{exposed}: {reason}");
+        assert!(reason.len() < 200 && !reason.contains('\n') && !reason.contains('\u{1b}'), "{exposed}: {reason:?}");
+        assert!(stack.ports_of(&uuid).is_empty(), "{exposed}: a port was made");
+        let groups = stack.os_json(&["security", "group", "list", "--project", &u.project_id]);
+        assert!(!groups.to_string().contains(&format!("zun-{uuid}")), "{exposed}: a security group was made");
+        assert!(docker().inspect(&format!("zun-{uuid}")).await.unwrap_err().is_not_found());
+        zun.cmd_async("rpcapi_delete", u.ctx(json!({"uuid": uuid, "host": w.host, "force": true}))).await.unwrap();
+        wait_row(&mut zun, &u, &uuid, "deleted", Value::is_null).await;
+    }
+    assert!(!w.log_text().contains("\u{1b}[31mFORGED"), "a raw escape sequence reached the log");
+}
+
 /// The rows of zun's `network` table for a Neutron network, in the worker's database.
 fn network_rows(w: &Worker, net: &str) -> Vec<String> {
     let out = Command::new("mariadb")
