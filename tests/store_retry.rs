@@ -32,23 +32,23 @@ async fn conn(db: &TestDb) -> sqlx::MySqlConnection {
     sqlx::MySqlConnection::connect(&db.mysql_db_url()).await.expect("test connection")
 }
 
-/// Polls until the store's claim (an UPDATE of compute_node) is running on this
-/// database, blocked behind the test's lock; returns its connection id.
+/// Polls until the store's claim (an UPDATE of compute_node) waits in InnoDB for a row
+/// lock of this database's compute_node (a statement merely listed in the process list
+/// may not have asked for the row yet); returns its connection id. The wait is read
+/// from `SHOW ENGINE INNODB STATUS`, which is computed on every call:
+/// information_schema.INNODB_TRX is a server-wide cache that is refreshed only once no
+/// one has read it for 0.1 s, so polling it (from parallel tests too) can keep it stale.
 async fn wait_for_lock_wait(probe: &mut sqlx::MySqlConnection, db_name: &str, not: i64) -> i64 {
     let deadline = Instant::now() + Duration::from_secs(30);
+    let table = format!("of table `{db_name}`.`compute_node`");
     loop {
-        let ids: Vec<i64> = sqlx::query(
-            "SELECT CAST(ID AS SIGNED) FROM information_schema.PROCESSLIST WHERE DB = ? AND ID <> ? AND COMMAND <> 'Killed' \
-             AND INFO LIKE 'UPDATE `compute_node`%'",
-        )
-        .bind(db_name)
-        .bind(not)
-        .fetch_all(&mut *probe)
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get::<i64, _>(0))
-        .collect();
+        let status: String = sqlx::query("SHOW ENGINE INNODB STATUS").fetch_one(&mut *probe).await.unwrap().get(2);
+        let ids: Vec<i64> = status
+            .split("---TRANSACTION ")
+            .filter(|t| t.contains("\nLOCK WAIT ") && t.contains(&table) && t.contains("\nUPDATE `compute_node`"))
+            .filter_map(|t| t.split("thread id ").nth(1)?.split(',').next()?.trim().parse().ok())
+            .filter(|id| *id != not)
+            .collect();
         if let [id] = ids[..] {
             return id;
         }
