@@ -149,7 +149,7 @@ cmd_up() {
   local i
   for ((i = 1; i <= NODES; i++)); do launch "$i"; done
   for ((i = 1; i <= NODES; i++)); do wait_until "$BOOT_DEADLINE" "$(nodename "$i") serving AMQP" serving "$i"; done
-  wait_until 60 "all $NODES nodes running in one cluster" all_running 1
+  wait_until "$BOOT_DEADLINE" "all $NODES nodes running in one cluster" all_running 1
   say "up: $NODES nodes in $(( $(now_ms) - t )) ms"
 }
 
@@ -195,7 +195,7 @@ cmd_start() {
   local i t; i=$(node_no "${1:-}"); t=$(now_ms)
   layout; epmd_up; launch "$i"
   wait_until "$BOOT_DEADLINE" "$(nodename "$i") serving AMQP" serving "$i"
-  wait_until 60 "$(nodename "$i") back in the cluster" all_running "$i"
+  wait_until "$BOOT_DEADLINE" "$(nodename "$i") back in the cluster" all_running "$i"
   say "$(nodename "$i") serving again after $(( $(now_ms) - t )) ms"
 }
 

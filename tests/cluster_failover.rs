@@ -20,18 +20,22 @@ fn state_dir() -> String {
     std::env::var("ZUN_RS_STATE").unwrap_or_else(|_| STATE.to_string())
 }
 
-/// Runs `scripts/rabbit-cluster.sh`. A `ctl` (rabbitmqctl) is tried again until it works or
-/// 90 s have passed: the CLI's own Erlang VM was seen to crash at its start ("no logger
-/// present ... code_server") against a node that `up` had just restarted.
+/// Runs `scripts/rabbit-cluster.sh`. A `ctl` (rabbitmqctl) or an `up` (idempotent) is tried
+/// again until it works or its deadline has passed: the CLI's own Erlang VM was seen to
+/// crash at its start ("no logger present ... code_server") against a node that `up` had
+/// just restarted, and to take most of a minute to start when the whole suite starts
+/// at once on two cores, so that `up`'s membership check ran out of time with every
+/// node already clustered.
 fn cluster(args: &[&str]) -> String {
-    let deadline = Instant::now() + Duration::from_secs(90);
+    let retried = matches!(args.first(), Some(&"ctl") | Some(&"up"));
+    let deadline = Instant::now() + Duration::from_secs(if args.first() == Some(&"up") { 300 } else { 90 });
     loop {
         let out = Command::new("bash").arg(repo_path("scripts/rabbit-cluster.sh")).args(args).output().expect("rabbit-cluster.sh");
         if out.status.success() {
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        if args.first() != Some(&"ctl") || Instant::now() >= deadline {
+        if !retried || Instant::now() >= deadline {
             panic!("rabbit-cluster.sh {args:?}: {err}");
         }
         eprintln!("rabbit-cluster.sh {args:?} failed; trying again: {}", err.lines().next().unwrap_or_default());
