@@ -17,26 +17,43 @@
 //!   goes next (a failover that cannot be handled still ends in an ERROR of ours).
 use crate::config::Settings;
 use std::io::{self, Write};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// lapin modules kept quiet (see the module comment).
-const QUIET: &[&str] =
-    &["lapin::returned_messages=error", "lapin::io_loop=off", "lapin::channels=off", "lapin::channel=off", "lapin::heartbeat=off"];
+const QUIET: &[(&str, tracing::level_filters::LevelFilter)] = {
+    use tracing::level_filters::LevelFilter;
+    &[
+        ("lapin::returned_messages", LevelFilter::ERROR),
+        ("lapin::io_loop", LevelFilter::OFF),
+        ("lapin::channels", LevelFilter::OFF),
+        ("lapin::channel", LevelFilter::OFF),
+        ("lapin::heartbeat", LevelFilter::OFF),
+    ]
+};
+
+/// The filter: `RUST_LOG` when it parses, else the default for `debug`; the quiet lapin
+/// modules on top. `RUST_LOG` is a comma-separated list of `level` and `target=level`
+/// (the most specific target wins), e.g. `info,zun_compute_rs::compute=debug`; span and
+/// field filters are not supported (a value using them falls back to the default).
+pub fn filter(rust_log: Option<&str>, debug: bool) -> Targets {
+    let default = if debug { "debug,lapin=info,hyper=info,sqlx=warn" } else { "info,lapin=warn,sqlx=warn" };
+    let parsed = rust_log.and_then(|v| v.parse::<Targets>().ok());
+    let base = parsed.unwrap_or_else(|| default.parse().unwrap_or_default());
+    QUIET.iter().fold(base, |t, (target, level)| t.with_target(*target, *level))
+}
 
 pub fn init(settings: &Settings) {
-    let default = if settings.default.debug { "debug,lapin=info,hyper=info,sqlx=warn" } else { "info,lapin=warn,sqlx=warn" };
-    let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    for d in QUIET {
-        if let Ok(d) = d.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(Escaping(io::stderr)).with_ansi(false);
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let filter = filter(rust_log.as_deref(), settings.default.debug);
+    let layer = tracing_subscriber::fmt::layer().with_writer(Escaping(io::stderr)).with_ansi(false);
+    let registry = tracing_subscriber::registry().with(filter);
     let res = if settings.default.log_format.eq_ignore_ascii_case("json") {
-        builder.json().flatten_event(true).try_init()
+        registry.with(layer.json().flatten_event(true)).try_init()
     } else {
-        builder.try_init()
+        registry.with(layer).try_init()
     };
     if let Err(e) = res {
         eprintln!("logging was already set up: {e}");
@@ -99,6 +116,35 @@ pub fn escape_line(buf: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn filter_reads_rust_log_and_keeps_lapin_quiet() {
+        let f = filter(Some("warn,zun_compute_rs::compute=debug,lapin=trace"), false);
+        assert!(f.would_enable("zun_compute_rs::compute::create", &Level::DEBUG));
+        assert!(!f.would_enable("zun_compute_rs::rpc", &Level::INFO));
+        assert!(f.would_enable("zun_compute_rs::rpc", &Level::WARN));
+        assert!(f.would_enable("lapin::connection", &Level::TRACE));
+        // whatever RUST_LOG says
+        assert!(!f.would_enable("lapin::returned_messages", &Level::WARN));
+        assert!(f.would_enable("lapin::returned_messages", &Level::ERROR));
+        assert!(!f.would_enable("lapin::io_loop", &Level::ERROR));
+        assert!(!f.would_enable("lapin::heartbeat", &Level::ERROR));
+    }
+
+    #[test]
+    fn filter_defaults_when_rust_log_is_absent_or_bad() {
+        for v in [None, Some("zun_compute_rs=loud"), Some("x[span{f=1}]=debug")] {
+            let f = filter(v, false);
+            assert!(f.would_enable("zun_compute_rs::rpc", &Level::INFO), "{v:?}");
+            assert!(!f.would_enable("zun_compute_rs::rpc", &Level::DEBUG), "{v:?}");
+            assert!(!f.would_enable("sqlx::query", &Level::INFO), "{v:?}");
+            assert!(!f.would_enable("lapin::channels", &Level::ERROR), "{v:?}");
+        }
+        let d = filter(None, true);
+        assert!(d.would_enable("zun_compute_rs::rpc", &Level::DEBUG));
+        assert!(!d.would_enable("hyper::client", &Level::DEBUG));
+    }
 
     #[test]
     fn one_event_stays_one_line() {

@@ -217,7 +217,12 @@ async fn allocations_are_freed_on_delete_and_on_a_failed_create() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn generation_conflicts_are_refreshed_and_retried() {
-    let _ = tracing_subscriber::fmt().with_env_filter("zun_compute_rs=debug").with_test_writer().try_init();
+    {
+        use tracing_subscriber::layer::SubscriberExt;
+        use tracing_subscriber::util::SubscriberInitExt;
+        let filter = zun_compute_rs::logging::filter(Some("zun_compute_rs=debug"), false);
+        let _ = tracing_subscriber::registry().with(filter).with(tracing_subscriber::fmt::layer().with_test_writer()).try_init();
+    }
     let _lock = StackLock::shared();
     let env = env();
     let p = placement(&env);
