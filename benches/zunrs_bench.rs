@@ -87,7 +87,7 @@ struct Fixture {
 }
 
 fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oslo")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/oslo")
 }
 
 fn load_fixture(name: &str) -> Res<Value> {

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "cargo is required (the rust toolchain)" >&2; exit 1; }
 # Style and lints first: a tree that fails them fails here, in seconds, before any service starts.
 cargo fmt --all -- --check
-cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --workspace --all-targets -- -D warnings
 bash scripts/services.sh
 bash scripts/conformance-venv.sh >/dev/null
 # the openstack tier: Keystone, Placement, Neutron, kuryr, zun-api and the CLI (tests/openstack_*)
@@ -21,5 +21,5 @@ bash scripts/openstack.sh up
 # Arguments go to every test binary (e.g. a name filter).
 build_json=$(mktemp)
 trap 'rm -f "$build_json"' EXIT
-cargo test --locked --no-run --lib --bins --tests --message-format=json-render-diagnostics >"$build_json"
+cargo test --locked --workspace --no-run --lib --bins --tests --message-format=json-render-diagnostics >"$build_json"
 python3 scripts/run-tests.py "$build_json" "$@"

@@ -28,7 +28,7 @@ pub mod events;
 pub mod host;
 pub mod logging;
 pub mod openstack;
-pub mod oslo;
+pub use zun_oslo as oslo;
 pub mod periodic;
 pub mod rpc;
 pub mod store;

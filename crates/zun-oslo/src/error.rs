@@ -1,10 +1,10 @@
 //! The codec's error type: why a body or message could not be decoded.
 //!
-//! Every [`CodecError`] returned by [`crate::oslo::decode_body`] corresponds to a
+//! Every [`CodecError`] returned by [`crate::decode_body`] corresponds to a
 //! delivery the real oslo RPC server settles with `Basic.Reject(requeue=false)` and
 //! never answers. Errors from `from_map` constructors concern messages the real server
 //! has already acked (oslo acks before it looks inside the message).
-use crate::oslo::pyjson::PyJsonError;
+use crate::pyjson::PyJsonError;
 
 /// Which JSON layer failed to parse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ pub enum CodecError {
     /// The decoded message is not a JSON object (oslo builds a dict from it).
     #[error("{layer} is not a JSON object (got {got})")]
     NotAnObject { layer: Layer, got: &'static str },
-    /// The message costs more than [`crate::oslo::Limits`] allow.
+    /// The message costs more than [`crate::Limits`] allow.
     #[error("message too large: {what}")]
     TooLarge { what: String },
     /// A key of the message has a type this implementation cannot work with.

@@ -20,15 +20,15 @@
 //!    objects; oslo never produces them).
 //! 4. oslo's `deserialize_msg`: a dict with both `oslo.version` and `oslo.message` is an
 //!    envelope; its version must be compatible with `2.0` (same major, minor 0, see
-//!    [`crate::oslo::version`]) and `oslo.message` must be a string holding JSON. Any
+//!    [`crate::version`]) and `oslo.message` must be a string holding JSON. Any
 //!    other dict is a bare (pre-envelope, "1.0") message and is used as is.
 //! 5. oslo builds `dict(message)`: a JSON object, or what Python's `dict()` accepts from
 //!    a list (pairs, two-character strings, two-key objects) or an empty string.
 //!
 //! [`encode_envelope`] writes bodies byte-identical to Python's.
-use crate::oslo::error::{CodecError, Layer};
-use crate::oslo::pyjson;
-use crate::oslo::version::version_is_compatible;
+use crate::error::{CodecError, Layer};
+use crate::pyjson;
+use crate::version::version_is_compatible;
 use serde_json::{Map, Value};
 use std::io::Read;
 

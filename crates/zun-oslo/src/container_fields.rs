@@ -14,8 +14,8 @@
 //! real server's tolerance: a string field takes numbers, an integer field takes
 //! numeric strings, booleans take anything, ...) and returns Python's `ValueError` /
 //! `TypeError` text when the real server would refuse the value.
-use crate::oslo::pyjson::{self, py_repr, py_type_name};
-use crate::oslo::version::py_int;
+use crate::pyjson::{self, py_repr, py_type_name};
+use crate::version::py_int;
 use serde_json::Value;
 
 /// The wire type of a field.
@@ -27,9 +27,9 @@ pub enum FieldType {
     Bool,
     /// `UUIDField`: any value is accepted (oslo only warns).
     Uuid,
-    /// `ContainerStatusField`: one of [`crate::oslo::Status`].
+    /// `ContainerStatusField`: one of [`crate::Status`].
     Status,
-    /// `TaskStateField`: one of [`crate::oslo::TaskState`].
+    /// `TaskStateField`: one of [`crate::TaskState`].
     TaskState,
     DictOfStr,
     ListOfStr,
@@ -181,8 +181,8 @@ pub fn check_value(ty: FieldType, attr: &str, v: &Value) -> Result<(), String> {
     let tn = py_type_name(v);
     match ty {
         T::Str => check_str(attr, v),
-        T::Status => check_enum(v, crate::oslo::Status::is_valid),
-        T::TaskState => check_enum(v, crate::oslo::TaskState::is_valid),
+        T::Status => check_enum(v, crate::Status::is_valid),
+        T::TaskState => check_enum(v, crate::TaskState::is_valid),
         T::Int => check_int(v),
         T::Float => match v {
             Value::Number(_) | Value::Bool(_) => Ok(()),

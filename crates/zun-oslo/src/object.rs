@@ -5,11 +5,11 @@
 //! JsonFields as JSON strings, datetimes as `YYYY-MM-DDTHH:MM:SSZ`, `memory` as a string,
 //! nested objects as nested primitives). The store converts wire form to columns; the
 //! domain reads and writes through typed accessors.
-use crate::oslo::container_fields::{
+use crate::container_fields::{
     self, capsule_minor_to_container_minor, FieldSpec, FieldType, CAPSULE_CONTAINER_EXTRA_FIELDS, CAPSULE_EXTRA_FIELDS, CPUSET_FIELDS,
 };
-use crate::oslo::failure::RemoteFailure;
-use crate::oslo::version::{object_version_is_compatible, version_tuple};
+use crate::failure::RemoteFailure;
+use crate::version::{object_version_is_compatible, version_tuple};
 use serde_json::{Map, Value};
 use std::collections::BTreeSet;
 
@@ -387,7 +387,7 @@ fn validate_nested(object: &str, field: &str, expected: &str, value: &Value) -> 
         return Err(bad_field(
             object,
             field,
-            format!("An object of type {expected} is required in field {field}, not a {}", crate::oslo::pyjson::py_type_name(value)),
+            format!("An object of type {expected} is required in field {field}, not a {}", crate::pyjson::py_type_name(value)),
         ));
     }
     let p = ObjectPrimitive::from_value(value)?;

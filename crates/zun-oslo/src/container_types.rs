@@ -97,10 +97,10 @@ impl RestartPolicy {
     pub fn from_wire(m: &Map<String, Value>) -> Option<Self> {
         let name = match m.get("Name")? {
             Value::String(s) => s.clone(),
-            other => crate::oslo::pyjson::py_str(other),
+            other => crate::pyjson::py_str(other),
         };
         let max_retry = match m.get("MaximumRetryCount") {
-            Some(Value::String(s)) => crate::oslo::version::py_int(s).unwrap_or(0),
+            Some(Value::String(s)) => crate::version::py_int(s).unwrap_or(0),
             Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
             _ => 0,
         };
@@ -134,7 +134,7 @@ impl Healthcheck {
         let num = |k: &str| -> f64 {
             match m.get(k) {
                 Some(Value::Number(n)) => n.as_f64().unwrap_or(0.0),
-                Some(Value::String(s)) => crate::oslo::container_fields::py_float(s).unwrap_or(0.0),
+                Some(Value::String(s)) => crate::container_fields::py_float(s).unwrap_or(0.0),
                 _ => 0.0,
             }
         };
@@ -186,14 +186,14 @@ impl Cpuset {
     }
 
     /// The primitive zun sends (both fields always set, null when empty).
-    pub fn to_primitive(&self) -> crate::oslo::ObjectPrimitive {
+    pub fn to_primitive(&self) -> crate::ObjectPrimitive {
         let list = |v: &Option<Vec<i64>>| v.as_ref().map_or(Value::Null, |v| Value::Array(v.iter().map(|i| Value::from(*i)).collect()));
         let mut data = Map::new();
         data.insert("cpuset_cpus".into(), list(&self.cpuset_cpus));
         data.insert("cpuset_mems".into(), list(&self.cpuset_mems));
-        crate::oslo::ObjectPrimitive {
+        crate::ObjectPrimitive {
             name: Self::NAME.into(),
-            namespace: crate::oslo::object::ZUN_NAMESPACE.into(),
+            namespace: crate::object::ZUN_NAMESPACE.into(),
             version: Self::VERSION.into(),
             data,
             changes: Vec::new(),

@@ -7,11 +7,11 @@
 //! back in oslo's emission order.
 //!
 //! A reply is `{result, failure, ending, _msg_id, _unique_id}` (§3.2); `failure` is a
-//! JSON *string* (see [`crate::oslo::failure`]).
-use crate::oslo::context::{RequestContext, CONTEXT_PREFIX};
-use crate::oslo::error::CodecError;
-use crate::oslo::failure::RemoteFailure;
-use crate::oslo::pyjson::{py_repr, py_type_name};
+//! JSON *string* (see [`crate::failure`]).
+use crate::context::{RequestContext, CONTEXT_PREFIX};
+use crate::error::CodecError;
+use crate::failure::RemoteFailure;
+use crate::pyjson::{py_repr, py_type_name};
 use serde_json::{Map, Value};
 
 pub const KEY_METHOD: &str = "method";
@@ -256,9 +256,9 @@ impl Reply {
     /// written straight from the fields in one pass (the result is neither copied into a
     /// map nor serialized twice).
     pub fn encode(&self) -> Vec<u8> {
-        use crate::oslo::pyjson::{write_str_quoted as key, write_value_quoted};
+        use crate::pyjson::{write_str_quoted as key, write_value_quoted};
         let mut out = String::with_capacity(512);
-        out.push_str(crate::oslo::envelope::ENVELOPE_OPEN);
+        out.push_str(crate::envelope::ENVELOPE_OPEN);
         out.push('{');
         key(&mut out, KEY_RESULT);
         out.push_str(": ");
@@ -281,7 +281,7 @@ impl Reply {
         out.push_str(": ");
         key(&mut out, &self.unique_id);
         out.push('}');
-        out.push_str(crate::oslo::envelope::ENVELOPE_CLOSE);
+        out.push_str(crate::envelope::ENVELOPE_CLOSE);
         out.into_bytes()
     }
 
@@ -371,14 +371,14 @@ mod tests {
         assert!(!r.ending);
         assert_eq!(r.unique_id.len(), 32);
         let back = Reply::from_map(&r.to_map()).unwrap();
-        assert_eq!(r.encode(), crate::oslo::encode_envelope(&r.to_map()));
+        assert_eq!(r.encode(), crate::encode_envelope(&r.to_map()));
         assert_eq!(back, r);
     }
 
     #[test]
     fn reply_encode_is_the_envelope_of_its_map() {
         let result = json!({"a": [1, 2.5, -0.0, 1e16, null, true], "s": "q\"\\\n\u{1}é🚀", "n": {"x": {}}, "e": []});
-        let failure = crate::oslo::failure::RemoteFailure::value_error("bad \"thing\" é".to_string());
+        let failure = crate::failure::RemoteFailure::value_error("bad \"thing\" é".to_string());
         for r in [
             Reply::success("m1", result.clone()),
             Reply::success("m2", Value::Null),
@@ -386,9 +386,9 @@ mod tests {
             Reply::failure("m4", &failure),
             Reply::heartbeat("m5"),
         ] {
-            let two_pass = crate::oslo::envelope::wrap_envelope(&crate::oslo::pyjson::map_to_python_json(&r.to_map()));
+            let two_pass = crate::envelope::wrap_envelope(&crate::pyjson::map_to_python_json(&r.to_map()));
             assert_eq!(r.encode(), two_pass, "{r:?}");
-            assert_eq!(r.encode(), crate::oslo::encode_envelope(&r.to_map()), "{r:?}");
+            assert_eq!(r.encode(), crate::encode_envelope(&r.to_map()), "{r:?}");
         }
     }
 }

@@ -6,10 +6,10 @@
 //! and return `None` for unset, null or unusable values. Setters write the wire form
 //! for the object's version (e.g. `command` as a string before 1.33) and mark the
 //! field changed.
-use crate::oslo::container_fields::{parse_isotime, py_float};
-use crate::oslo::container_types::{shlex_join, shlex_split, Cpuset, Healthcheck, RestartPolicy, Status, TaskState};
-use crate::oslo::object::{Container, ObjectPrimitive};
-use crate::oslo::pyjson;
+use crate::container_fields::{parse_isotime, py_float};
+use crate::container_types::{shlex_join, shlex_split, Cpuset, Healthcheck, RestartPolicy, Status, TaskState};
+use crate::object::{Container, ObjectPrimitive};
+use crate::pyjson;
 use chrono::NaiveDateTime;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -77,7 +77,7 @@ impl Container {
         match self.get(field)? {
             Value::Number(n) => n.as_i64().or_else(|| n.as_f64().filter(|f| f.is_finite()).map(|f| f.trunc() as i64)),
             Value::Bool(b) => Some(i64::from(*b)),
-            Value::String(s) => crate::oslo::version::py_int(s).ok(),
+            Value::String(s) => crate::version::py_int(s).ok(),
             _ => None,
         }
     }
@@ -369,9 +369,9 @@ impl Container {
     /// `ports` (list of ints).
     pub fn ports(&self) -> Option<Vec<i64>> {
         match self.get("ports")? {
-            Value::Array(a) => Some(
-                a.iter().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| crate::oslo::version::py_int(s).ok()))).collect(),
-            ),
+            Value::Array(a) => {
+                Some(a.iter().filter_map(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| crate::version::py_int(s).ok()))).collect())
+            }
             _ => None,
         }
     }

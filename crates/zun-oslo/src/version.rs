@@ -48,7 +48,7 @@ pub fn py_int(s: &str) -> Result<i64, VersionError> {
 }
 
 fn py_quote(s: &str) -> String {
-    crate::oslo::pyjson::py_repr(&Value::String(s.to_string()))
+    crate::pyjson::py_repr(&Value::String(s.to_string()))
 }
 
 /// The components of a version given as a JSON value (it must be a string: oslo calls
@@ -58,7 +58,7 @@ fn split_value(v: &Value) -> Result<&str, VersionError> {
         Value::String(s) => Ok(s),
         other => Err(VersionError {
             class: "AttributeError",
-            message: format!("'{}' object has no attribute 'split'", crate::oslo::pyjson::py_type_name(other)),
+            message: format!("'{}' object has no attribute 'split'", crate::pyjson::py_type_name(other)),
         }),
     }
 }

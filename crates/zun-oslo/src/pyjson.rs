@@ -725,7 +725,7 @@ mod fast_path_tests {
     /// JSON layers) and on the cases where only the exact parser is right.
     #[test]
     fn fast_path_equals_the_exact_parser() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/oslo");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/oslo");
         let mut checked = 0;
         for entry in std::fs::read_dir(dir).unwrap() {
             let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();

@@ -23,8 +23,8 @@
 //!
 //! `tb` cannot be Python's traceback; it is a short, honest one in Python's list-of-lines
 //! shape naming this Rust implementation.
-use crate::oslo::error::{CodecError, Layer};
-use crate::oslo::pyjson::{self, py_repr, py_str};
+use crate::error::{CodecError, Layer};
+use crate::pyjson::{self, py_repr, py_str};
 use serde_json::{Map, Value};
 
 pub const ZUN_EXCEPTION_MODULE: &str = "zun.common.exception";
