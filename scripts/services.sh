@@ -192,10 +192,21 @@ EOF
     mkdir -p "$(dirname "$RABBIT_ENV")"
     printf '%s\n' "$want" >"$RABBIT_ENV"
   fi
-  local pid
+  local pid rc=0 beam
   pid=$(pid_of "$STATE/rabbitmq.pid")
   if alive "$pid"; then
-    RABBIT_STARTED=1; step_done "starting already (pid $pid)"; return 0
+    # Alive but not answering: booting (it answers soon) or shutting down after a
+    # `rabbitmqctl shutdown` that has already closed its port (it exits soon; a fault
+    # test restarts RabbitMQ this way). Wait for either; start anew only in the second case.
+    wait_for 60 "rabbitmq (pid $pid)" "$pid" amqp_ok 2>/dev/null || rc=$?
+    if [ "$rc" -ne 2 ]; then
+      RABBIT_STARTED=1; step_done "starting already (pid $pid)"; return 0
+    fi
+    # its Erlang VM (own session, pid file of its own) must be gone too before a new node starts
+    beam=$(pid_of "$RABBIT_VM_PID")
+    if alive "$beam"; then
+      wait_for 30 "rabbitmq VM exit" "" eval "! alive $beam" 2>/dev/null || kill -KILL "$beam" 2>/dev/null || true
+    fi
   fi
   start_bg rabbitmq rabbitmq-server
   RABBIT_STARTED=1
