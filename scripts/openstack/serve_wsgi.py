@@ -8,7 +8,17 @@ server. gunicorn's own command line cannot serve Keystone: Keystone parses
 sys.argv with oslo.config at import time and dies on gunicorn's options, so
 the worker restarts forever. Here sys.argv is emptied before the application
 module is imported, and gunicorn is configured in code: one gthread worker,
-no control socket, access log on stdout.
+no control socket, no keep-alive, access log on stdout.
+
+Keep-alive is off because a kept-alive connection races its own expiry: the
+server closes it when its keepalive timeout runs out (gunicorn's default is
+2 s) while the client, which pools connections and never expires them, may be
+sending the next request on it at that moment. That request then fails with
+"Connection reset by peer". keystonemiddleware does not retry a token
+validation, so a service answers 503 and zun-api, calling Placement, fails the
+user's request with a 500. With keep-alive off every response carries
+"Connection: close" and no client reuses a connection; on 127.0.0.1 a new
+connection per request costs nothing measurable.
 
 Once the worker has booted, the line "READY http://127.0.0.1:PORT" is printed
 on stdout; scripts/openstack.sh waits for it (and for an HTTP answer).
@@ -45,6 +55,7 @@ def main():
             cfg.set('worker_class', 'gthread')
             cfg.set('threads', args.threads)
             cfg.set('timeout', 120)
+            cfg.set('keepalive', 0)  # see the module docstring
             cfg.set('graceful_timeout', 5)
             cfg.set('accesslog', '-')
             if 'control_socket_disable' in cfg.settings:  # gunicorn >= 24
