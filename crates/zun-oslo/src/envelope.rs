@@ -68,24 +68,28 @@ impl Default for Limits {
 }
 
 /// An upper bound on the JSON values in `text`, counted without parsing: every `[`,
-/// `{` and `,` outside strings, plus one.
+/// `{` and `,` outside strings, plus one. Strings are skipped with `memchr` (to the next
+/// quote or backslash) rather than byte by byte: most of a message is strings, and this
+/// scan runs over every body before it is parsed.
 fn count_values_at_most(text: &str, limit: usize) -> Result<(), usize> {
+    let s = text.as_bytes();
     let mut n = 1usize;
-    let mut in_str = false;
-    let mut escaped = false;
-    for b in text.bytes() {
-        if in_str {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
+    let mut i = 0usize;
+    while let Some(&b) = s.get(i) {
+        i += 1;
         match b {
-            b'"' => in_str = true,
+            b'"' => loop {
+                // An unterminated string (or a backslash ending the text) ends the scan;
+                // the parser then refuses the text.
+                let Some(j) = memchr::memchr2(b'"', b'\\', s.get(i..).unwrap_or_default()) else {
+                    return Ok(());
+                };
+                i += j + 1;
+                if s[i - 1] == b'"' {
+                    break;
+                }
+                i += 1; // the escaped byte
+            },
             b'[' | b'{' | b',' => {
                 n += 1;
                 if n > limit {
@@ -347,6 +351,61 @@ pub fn zlib_compress(body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scan byte by byte, as it was before `memchr`: the reference for the fast one.
+    fn count_values_bytewise(text: &str, limit: usize) -> Result<(), usize> {
+        let mut n = 1usize;
+        let (mut in_str, mut escaped) = (false, false);
+        for b in text.bytes() {
+            if in_str {
+                if escaped {
+                    escaped = false;
+                } else if b == b'\\' {
+                    escaped = true;
+                } else if b == b'"' {
+                    in_str = false;
+                }
+                continue;
+            }
+            match b {
+                b'"' => in_str = true,
+                b'[' | b'{' | b',' => {
+                    n += 1;
+                    if n > limit {
+                        return Err(n);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn value_count_scan_equals_the_bytewise_one() {
+        // Texts drawn from the bytes that matter (and a multi-byte character), valid JSON
+        // or not, against limits around their counts.
+        let alphabet = ['"', '\\', '[', ']', '{', '}', ',', ':', 'a', '1', ' ', 'é'];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..20_000 {
+            let len = (next() % 40) as usize;
+            let text: String = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
+            for limit in [0, 1, 2, 3, 5, 8, 1000] {
+                assert_eq!(count_values_at_most(&text, limit), count_values_bytewise(&text, limit), "{text:?} limit {limit}");
+            }
+        }
+        let fixture = wrap_envelope(r#"{"method": "x", "args": {"a": [1, 2, {"b": "c,[{\"}"}]}}"#);
+        let text = std::str::from_utf8(&fixture).unwrap();
+        for limit in 0..12 {
+            assert_eq!(count_values_at_most(text, limit), count_values_bytewise(text, limit));
+        }
+    }
 
     fn json_meta() -> BodyMeta {
         BodyMeta::oslo_default()

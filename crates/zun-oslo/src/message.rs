@@ -112,14 +112,13 @@ impl RpcMessage {
         let args = m.shift_remove(KEY_ARGS).unwrap_or_else(|| Value::Object(Map::new()));
         let namespace = m.shift_remove(KEY_NAMESPACE);
         let version = m.shift_remove(KEY_VERSION);
-        for (k, v) in m {
-            match k.strip_prefix(CONTEXT_PREFIX) {
-                Some(stripped) => {
-                    ctx.insert(stripped.to_string(), v);
-                }
-                None => {
-                    rest.insert(k, v);
-                }
+        for (mut k, v) in m {
+            if k.starts_with(CONTEXT_PREFIX) {
+                // The key's own buffer, without its prefix: no new allocation per key.
+                k.drain(..CONTEXT_PREFIX.len());
+                ctx.insert(k, v);
+            } else {
+                rest.insert(k, v);
             }
         }
         Ok(RpcMessage {
