@@ -32,7 +32,7 @@ pub use envelope::{decode_body, decode_body_limited, encode_envelope, BodyMeta, 
 pub use error::{CodecError, Layer};
 pub use failure::RemoteFailure;
 pub use message::{Reply, RpcMessage};
-pub use object::{check_object_version, Container, ObjectError, ObjectPrimitive};
+pub use object::{check_object_version, Container, ObjectError, ObjectPrimitive, PrimitiveRef};
 pub use pyjson::to_python_json;
 pub use topology::{server_topology, ArgValue, Binding, ExchangeKind, ExchangeSpec, QueueSpec, RabbitOptions, ServerTopology};
 pub use version::version_is_compatible;

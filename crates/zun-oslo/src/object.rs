@@ -49,43 +49,72 @@ pub struct ObjectPrimitive {
     pub changes: Vec<String>,
 }
 
+/// An [`ObjectPrimitive`] borrowed from the message it came in, for the checks that
+/// need no copy of it (the dispatcher's walk over every argument).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PrimitiveRef<'a> {
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub version: &'a str,
+    pub data: &'a Map<String, Value>,
+    /// `zun_object.changes`, every item a string (checked).
+    changes: &'a [Value],
+}
+
+impl PrimitiveRef<'_> {
+    pub fn to_owned(self) -> ObjectPrimitive {
+        ObjectPrimitive {
+            name: self.name.to_string(),
+            namespace: self.namespace.to_string(),
+            version: self.version.to_string(),
+            data: self.data.clone(),
+            changes: self.changes.iter().filter_map(Value::as_str).map(str::to_string).collect(),
+        }
+    }
+
+    /// [`check_object_version`] of this primitive.
+    pub fn check_version(&self) -> Result<(), ObjectError> {
+        check_version(self.name, self.namespace, self.version)
+    }
+}
+
 impl ObjectPrimitive {
     /// True when `v` looks like a zun object primitive (has `zun_object.name`).
     pub fn is_primitive(v: &Value) -> bool {
         v.as_object().is_some_and(|m| m.contains_key(KEY_NAME))
     }
 
-    pub fn from_value(v: &Value) -> Result<Self, ObjectError> {
+    /// Reads a primitive in place: the checks of [`ObjectPrimitive::from_value`], in the
+    /// same order, with nothing copied.
+    pub fn parse(v: &Value) -> Result<PrimitiveRef<'_>, ObjectError> {
         let m = v.as_object().ok_or_else(|| ObjectError::NotAnObject(type_name(v).to_string()))?;
-        let s = |key: &'static str| -> Result<String, ObjectError> {
+        let s = |key: &'static str| -> Result<&str, ObjectError> {
             match m.get(key) {
                 None => Err(ObjectError::MissingKey(key)),
-                Some(Value::String(s)) => Ok(s.clone()),
+                Some(Value::String(s)) => Ok(s),
                 Some(other) => Err(ObjectError::BadKey { key, detail: format!("expected a string, got {}", type_name(other)) }),
             }
         };
         let data = match m.get(KEY_DATA) {
             None => return Err(ObjectError::MissingKey(KEY_DATA)),
-            Some(Value::Object(d)) => d.clone(),
+            Some(Value::Object(d)) => d,
             Some(other) => {
                 return Err(ObjectError::BadKey { key: KEY_DATA, detail: format!("expected an object, got {}", type_name(other)) })
             }
         };
-        let changes = match m.get(KEY_CHANGES) {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|c| {
-                    c.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| ObjectError::BadKey { key: KEY_CHANGES, detail: "expected a list of field names".into() })
-                })
-                .collect::<Result<_, _>>()?,
+        let changes: &[Value] = match m.get(KEY_CHANGES) {
+            None | Some(Value::Null) => &[],
+            Some(Value::Array(a)) if a.iter().all(Value::is_string) => a,
+            Some(Value::Array(_)) => return Err(ObjectError::BadKey { key: KEY_CHANGES, detail: "expected a list of field names".into() }),
             Some(other) => {
                 return Err(ObjectError::BadKey { key: KEY_CHANGES, detail: format!("expected a list, got {}", type_name(other)) })
             }
         };
-        Ok(ObjectPrimitive { name: s(KEY_NAME)?, namespace: s(KEY_NAMESPACE)?, version: s(KEY_VERSION)?, data, changes })
+        Ok(PrimitiveRef { name: s(KEY_NAME)?, namespace: s(KEY_NAMESPACE)?, version: s(KEY_VERSION)?, data, changes })
+    }
+
+    pub fn from_value(v: &Value) -> Result<Self, ObjectError> {
+        Self::parse(v).map(PrimitiveRef::to_owned)
     }
 
     /// The wire form, keys in zun's order.
@@ -153,16 +182,20 @@ pub fn object_max_version(name: &str) -> Option<&'static str> {
 /// ours (`IncompatibleObjectVersion`, supported = our newest). An unparsable version is
 /// `BadKey` (Python's `ValueError`).
 pub fn check_object_version(p: &ObjectPrimitive) -> Result<(), ObjectError> {
-    if p.namespace != ZUN_NAMESPACE {
-        return Err(ObjectError::Unsupported(format!("{}.{}", p.namespace, p.name)));
+    check_version(&p.name, &p.namespace, &p.version)
+}
+
+fn check_version(name: &str, namespace: &str, version: &str) -> Result<(), ObjectError> {
+    if namespace != ZUN_NAMESPACE {
+        return Err(ObjectError::Unsupported(format!("{namespace}.{name}")));
     }
-    let max = object_max_version(&p.name).ok_or_else(|| ObjectError::Unsupported(p.name.clone()))?;
-    if p.version == max {
+    let max = object_max_version(name).ok_or_else(|| ObjectError::Unsupported(name.to_string()))?;
+    if version == max {
         return Ok(());
     }
-    match object_version_is_compatible(&p.version, max) {
+    match object_version_is_compatible(version, max) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(ObjectError::IncompatibleVersion { name: p.name.clone(), version: p.version.clone(), supported: max.into() }),
+        Ok(false) => Err(ObjectError::IncompatibleVersion { name: name.to_string(), version: version.to_string(), supported: max.into() }),
         Err(e) => Err(ObjectError::BadKey { key: KEY_VERSION, detail: e.to_string() }),
     }
 }
@@ -390,21 +423,21 @@ fn validate_nested(object: &str, field: &str, expected: &str, value: &Value) -> 
             format!("An object of type {expected} is required in field {field}, not a {}", crate::pyjson::py_type_name(value)),
         ));
     }
-    let p = ObjectPrimitive::from_value(value)?;
-    check_object_version(&p)?;
+    let p = ObjectPrimitive::parse(value)?;
+    p.check_version()?;
     if p.name != expected {
         return Err(bad_field(object, field, format!("An object of type {expected} is required in field {field}, not a {}", p.name)));
     }
     match expected {
         "Cpuset" => {
-            for (k, v) in &p.data {
+            for (k, v) in p.data {
                 if let Some(spec) = CPUSET_FIELDS.iter().find(|s| s.name == k) {
-                    validate_field(&p.name, spec, v)?;
+                    validate_field(p.name, spec, v)?;
                 }
             }
             Ok(())
         }
-        "CapsuleContainer" | "CapsuleInitContainer" => Container::from_primitive(p)?.validate(),
+        "CapsuleContainer" | "CapsuleInitContainer" => Container::from_primitive(p.to_owned())?.validate(),
         _ => Ok(()),
     }
 }
