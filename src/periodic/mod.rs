@@ -62,7 +62,9 @@ pub fn admin_context() -> RequestContext {
 pub async fn sync_container_states(svc: &Services, manager: &Manager) {
     // Rows first, then Docker: a container created after the rows were read has no
     // container_id in them yet, so it cannot be mistaken for one that disappeared.
-    let rows = match svc.store.containers_by_host(&svc.host).await {
+    // Only the state columns: the sync decides from them, and resync_one reads the whole
+    // row again inside the executor before it writes.
+    let rows = match svc.store.container_states_by_host(&svc.host).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "state sync: cannot read containers");
@@ -191,13 +193,17 @@ async fn resync_one(svc: &Services, uuid: &str, docker_id: &str, source: &'stati
 /// zun's `delete_unused_containers`: Deleted + auto_remove + no task → forced delete,
 /// through the executor like any delete.
 pub async fn reap_auto_removed(svc: &Services, manager: &Manager) {
-    let Ok(rows) = svc.store.containers_by_host(&svc.host).await else { return };
-    for c in rows {
-        let reap = c.status_is(Status::Deleted)
-            && c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false)
-            && c.get_str("task_state").is_none();
-        if reap {
-            submit_internal(manager, "container_delete", &c, json!({"force": true}));
+    let Ok(rows) = svc.store.container_states_by_host(&svc.host).await else { return };
+    let reapable = |c: &Container| {
+        c.status_is(Status::Deleted) && c.get("auto_remove").and_then(Value::as_bool).unwrap_or(false) && c.get_str("task_state").is_none()
+    };
+    for c in rows.iter().filter(|c| reapable(c)) {
+        // The delete is given the whole object, as zun's reaper gives it, read again now.
+        let uuid = c.uuid().unwrap_or_default();
+        match svc.store.container_get(uuid).await {
+            Ok(Some(full)) if reapable(&full) => submit_internal(manager, "container_delete", &full, json!({"force": true})),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(container = %uuid, error = %e, "reaper: cannot read the container"),
         }
     }
 }

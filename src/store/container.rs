@@ -198,6 +198,9 @@ pub fn select_list(fields: &[(&str, Codec)]) -> (String, Vec<Kind>) {
     (cols.join(", "), kinds)
 }
 
+/// The columns [`crate::store::Store::container_states_by_host`] reads.
+pub const STATE_FIELDS: &[&str] = &["uuid", "container_id", "status", "status_reason", "status_detail", "task_state", "auto_remove"];
+
 /// All columns of any container type (capsule_id included), for reads.
 pub fn all_read_fields() -> Vec<(&'static str, Codec)> {
     let mut v = FIELDS.to_vec();
@@ -507,6 +510,14 @@ pub fn insert_columns(c: &Container, uuid: &str) -> Result<Vec<(&'static str, Va
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn state_fields_are_read_columns() {
+        let all: Vec<&str> = all_read_fields().into_iter().map(|(n, _)| n).collect();
+        for f in STATE_FIELDS {
+            assert!(all.contains(f), "{f} is not a container column");
+        }
+    }
     use serde_json::json;
 
     fn set(c: Codec, v: Value) -> Val {

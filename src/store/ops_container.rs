@@ -33,7 +33,20 @@ impl Store {
 
     /// Every container row (all container types) whose `host` is `host`.
     pub async fn containers_by_host(&self, host: &str) -> Result<Vec<Container>> {
-        let fields = codec::all_read_fields();
+        self.containers_on_host(host, codec::all_read_fields()).await
+    }
+
+    /// [`Store::containers_by_host`] with only the columns of [`codec::STATE_FIELDS`]
+    /// (identity, Docker id, status, task state, auto_remove): what the periodic state
+    /// sync and the reaper read of every row, once a minute. A dense host's pass then
+    /// builds a few fields per row instead of every column (JSON ones included), and a
+    /// corrupt value in a column it does not read no longer stops the pass.
+    pub async fn container_states_by_host(&self, host: &str) -> Result<Vec<Container>> {
+        let fields = codec::all_read_fields().into_iter().filter(|(name, _)| codec::STATE_FIELDS.contains(name)).collect();
+        self.containers_on_host(host, fields).await
+    }
+
+    async fn containers_on_host(&self, host: &str, fields: Vec<(&'static str, codec::Codec)>) -> Result<Vec<Container>> {
         let (cols, kinds) = codec::select_list(&fields);
         let rows = self
             .db

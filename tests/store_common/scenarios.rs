@@ -282,7 +282,22 @@ pub async fn compute_create_flow(db: &TestDb, store: &Store) -> (String, String,
     let mut want = vec![uuid.clone(), bad.clone()];
     want.sort();
     assert_eq!(on_host, want);
-    assert_eq!(store.containers_by_host(HOST).await.unwrap().len(), 2);
+    let full = store.containers_by_host(HOST).await.unwrap();
+    assert_eq!(full.len(), 2);
+    // The state read: the same rows, only the state columns, the same values in them.
+    let states = store.container_states_by_host(HOST).await.unwrap();
+    assert_eq!(states.len(), 2);
+    for (st, f) in states.iter().zip(&full) {
+        let mut keys: Vec<&str> = st.data.keys().map(String::as_str).collect();
+        keys.sort();
+        let mut want_keys = zun_compute_rs::store::container::STATE_FIELDS.to_vec();
+        want_keys.sort();
+        assert_eq!(keys, want_keys);
+        for k in zun_compute_rs::store::container::STATE_FIELDS {
+            assert_eq!(st.get(k), f.get(k), "{k}");
+        }
+        assert_eq!((st.name.as_str(), st.version.as_str()), (f.name.as_str(), f.version.as_str()));
+    }
     (uuid, req, bad, bad_req)
 }
 
