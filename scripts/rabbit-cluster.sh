@@ -162,7 +162,11 @@ cmd_stop() {
   for ((i = 1; i <= NODES; i++)); do
     if ! wait_until_quiet 30 vm_gone "$i"; then pid=$(vm_pid "$i"); [[ -n $pid ]] && kill -KILL "$pid"; fi
   done
-  if [[ -s $BASE/epmd.pid ]]; then kill "$(cat "$BASE/epmd.pid")" 2>/dev/null || true; rm -f "$BASE/epmd.pid"; fi
+  if [[ -s $BASE/epmd.pid ]]; then
+    pid=$(pid_of "$BASE/epmd.pid") # nothing when the file is stale and its pid reused
+    if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
+    rm -f "$BASE/epmd.pid"
+  fi
   if [[ ${1:-} == --purge ]]; then rm -rf "${BASE:?}"/zrs*; say "stopped, data removed"; else say "stopped"; fi
 }
 

@@ -233,10 +233,9 @@ docker_up() {
   if pid=$(pgrep -x dockerd | head -n 1) && [ -n "$pid" ]; then
     echo "  dockerd pid $pid exists but $DOCKER_SOCK does not answer yet: waiting"
   else
-    # leftovers of a dockerd that was killed
-    local old
-    old=$(cat /var/run/docker.pid 2>/dev/null || true)
-    if [ -n "$old" ] && ! alive "$old"; then rm -f /var/run/docker.pid; fi
+    # leftovers of a dockerd that was killed. No dockerd runs, so its pid file is stale even
+    # when the pid in it now names a live process (dockerd would refuse to start over it)
+    rm -f /var/run/docker.pid
     local m
     for m in $(awk '$2 ~ "^/run/docker/netns/" || $2 ~ "^/var/run/docker/netns/" {print $2}' /proc/mounts); do
       umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true

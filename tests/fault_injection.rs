@@ -101,6 +101,12 @@ fn docker_sock_ok() -> bool {
     out.is_ok_and(|o| o.stdout == b"OK")
 }
 
+/// The pid file's process is the daemon it names: alive and running `comm` (a pid file
+/// can outlive its process and the pid go to another; scripts/lib/common.sh, `pid_of`).
+fn pid_runs(pid: u32, comm: &str) -> bool {
+    pid_alive(pid) && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+}
+
 fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(s) => !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
@@ -113,7 +119,7 @@ fn dockerd_stop() {
     let pid = std::fs::read_to_string(format!("{STATE_DIR}/dockerd.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
-        .filter(|p| pid_alive(*p))
+        .filter(|p| pid_runs(*p, "dockerd"))
         .or_else(|| {
             let out = Command::new("pgrep").args(["-x", "dockerd"]).output().ok()?;
             String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
@@ -885,7 +891,7 @@ fn mariadb_stop() {
     let pid = std::fs::read_to_string(format!("{STATE_DIR}/mariadb.pid"))
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
-        .filter(|p| pid_alive(*p))
+        .filter(|p| pid_runs(*p, "mariadbd"))
         .or_else(|| {
             let out = Command::new("pgrep").args(["-x", "mariadbd"]).output().ok()?;
             String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()

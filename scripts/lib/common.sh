@@ -9,7 +9,30 @@ fail_with_log() { # fail_with_log LOGFILE MESSAGE: the log's tail, then die
   if [ -f "$1" ]; then echo "--- last lines of $1:" >&2; tail -n 30 "$1" >&2; fi
   die "$2"
 }
-pid_of() { if [ -f "$1" ]; then cat "$1" 2>/dev/null || true; fi; }
+# started_at PID: when PID started, in whole seconds since the epoch; empty when unknown
+started_at() {
+  local st btime
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  btime=$(sed -n 's/^btime //p' /proc/stat)
+  # shellcheck disable=SC2086 # split the fields after "(comm) "; starttime is field 22
+  set -- ${st##*) }
+  if [ -n "$btime" ] && [ $# -ge 20 ]; then echo $(( btime + ${20} / $(getconf CLK_TCK) )); fi
+}
+# pid_of FILE: the pid a pid file names, or nothing. A pid file can outlive its process (a
+# machine or container restarted with the state directory kept) and the kernel reuses pids,
+# so a live process that started after the file was last written is someone else's: the
+# file is stale and pid_of names nobody. (A daemon's own pid file is written after it
+# starts, ours right after the fork; 2 s of slack covers the clocks' rounding.)
+pid_of() {
+  [ -f "$1" ] || return 0
+  local pid start written
+  pid=$(head -c 64 "$1" 2>/dev/null) || true # without its trailing newline
+  case $pid in '' | *[!0-9]*) return 0 ;; esac
+  start=$(started_at "$pid")
+  written=$(stat -c %Y "$1" 2>/dev/null || echo 0)
+  if [ -n "$start" ] && [ "$start" -gt $((written + 2)) ]; then return 0; fi
+  echo "$pid"
+}
 # alive PID: a live process (a zombie waiting to be reaped counts as dead)
 alive() {
   [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null || return 1
