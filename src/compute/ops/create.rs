@@ -240,14 +240,17 @@ async fn claim(op: &Op, c: &mut Container, req: &claims::Request, limits: &Map<S
     let host = op.svc.host.clone();
     let _lock = op.svc.claims.lock().await;
     // A redelivered create whose first attempt already claimed here: don't count twice.
+    // (Only a redelivery can have a first attempt: the row is read for nothing else.)
     let uuid = c.uuid().unwrap_or_default().to_string();
-    if let Ok(Some(row)) = op.svc.store.container_get(&uuid).await {
-        if row.get_str("host") == Some(host.as_str()) && op.redelivered {
-            if c.get_str("host") != Some(host.as_str()) {
-                c.set("host", json!(host));
-                op.save(c).await?;
+    if op.redelivered {
+        if let Ok(Some(row)) = op.svc.store.container_get(&uuid).await {
+            if row.get_str("host") == Some(host.as_str()) {
+                if c.get_str("host") != Some(host.as_str()) {
+                    c.set("host", json!(host));
+                    op.save(c).await?;
+                }
+                return Ok(false);
             }
-            return Ok(false);
         }
     }
     let usage = match op.svc.store.compute_node_get(&host).await {
