@@ -103,7 +103,8 @@ async fn deadlock_is_retried_and_applies_once() {
     wait_for_lock_wait(&mut probe, &name, -1).await;
     assert!(!claim.is_finished());
     t1.execute("COMMIT").await.unwrap();
-    let rec = tokio::time::timeout(Duration::from_secs(30), claim).await.expect("claim finished").unwrap().expect("claim succeeded");
+    tokio::time::timeout(Duration::from_secs(30), claim).await.expect("claim finished").unwrap().expect("claim succeeded");
+    let rec = store.compute_node_get(node).await.unwrap().expect("the node");
     assert_eq!(rec.running_containers, 1);
     assert_eq!(rec.mem_used, 64);
     assert_eq!(usage(&db, node).await, ("1".to_string(), "64".to_string()), "applied exactly once");
@@ -132,8 +133,8 @@ async fn connection_killed_under_an_operation_is_retried() {
         r = &mut claim => panic!("the claim ended without waiting again: {r:?}"),
     }
     t1.execute("COMMIT").await.unwrap();
-    let rec = tokio::time::timeout(Duration::from_secs(30), claim).await.expect("claim finished").unwrap().expect("claim succeeded");
-    assert_eq!(rec.running_containers, 1);
+    tokio::time::timeout(Duration::from_secs(30), claim).await.expect("claim finished").unwrap().expect("claim succeeded");
+    assert_eq!(store.compute_node_get(node).await.unwrap().expect("the node").running_containers, 1);
     assert_eq!(usage(&db, node).await, ("1".to_string(), "64".to_string()), "applied exactly once");
 }
 
@@ -165,9 +166,8 @@ async fn idle_connections_killed_are_replaced() {
         probe.execute(format!("KILL CONNECTION {id}").as_str()).await.unwrap();
     }
     store.ping().await.expect("ping after the kill");
-    let rec = store.compute_node_add_usage(node, 0.5, 64, 1, 1).await.expect("claim after the kill");
-    assert_eq!(rec.running_containers, 1);
-    assert!(store.compute_node_get(node).await.unwrap().is_some());
+    store.compute_node_add_usage(node, 0.5, 64, 1, 1).await.expect("claim after the kill");
+    assert_eq!(store.compute_node_get(node).await.unwrap().expect("the node").running_containers, 1);
 }
 
 /// Connections of the database `db_name` other than `not` (the test's own).

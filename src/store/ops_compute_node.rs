@@ -406,15 +406,12 @@ impl Store {
     /// Applies a resource claim (positive deltas) or its release (negative deltas)
     /// atomically in one UPDATE, like zun's `_update_usage`: `cpu_used += cpu`,
     /// `mem_used += mem_mb`, `disk_used += disk_gb`, `running_containers += containers`,
-    /// `mem_free = mem_total - mem_used`; no counter goes below 0. Returns the row.
-    pub async fn compute_node_add_usage(
-        &self,
-        hostname: &str,
-        cpu: f64,
-        mem_mb: i64,
-        disk_gb: i64,
-        containers: i64,
-    ) -> Result<ComputeNodeRecord> {
+    /// `mem_free = mem_total - mem_used`; no counter goes below 0. The row is not read
+    /// back: no caller needs it, and a claim is on every create's path
+    /// ([`Store::compute_node_get`] reads it). The transaction stays: an UPDATE cut by a
+    /// lost connection before its COMMIT is rolled back and retried whole, where an
+    /// autocommit increment would be ambiguous for its whole run.
+    pub async fn compute_node_add_usage(&self, hostname: &str, cpu: f64, mem_mb: i64, disk_gb: i64, containers: i64) -> Result<()> {
         self.retrying(|| async move {
             let err = |e| StoreError::db("compute_node", e);
             let mut tx = self.db.begin().await.map_err(err)?;
@@ -452,7 +449,7 @@ impl Store {
             if done.rows_affected == 0 {
                 return Err(StoreError::ComputeNodeNotFound { hostname: hostname.into() });
             }
-            reselect_and_commit(tx, hostname).await
+            tx.commit().await.map_err(err)
         })
         .await
     }

@@ -636,13 +636,16 @@ pub async fn compute_node(db: &TestDb, store: &Store, host: &str) {
     assert_eq!(db.count("compute_node", "1=1").await, 1);
 
     // Claim: like the real zun-compute's create (cpu 0.5, 64 MB, 10 GB).
-    let n4 = store.compute_node_add_usage(host, 0.5, 64, 10, 1).await.unwrap();
+    store.compute_node_add_usage(host, 0.5, 64, 10, 1).await.unwrap();
+    let n4 = store.compute_node_get(host).await.unwrap().unwrap();
     assert_eq!((n4.mem_used, n4.mem_free, n4.disk_used, n4.running_containers), (876, 24105 - 876, 10, 1));
     assert!((n4.cpu_used - 0.5).abs() < 1e-9);
-    let n5 = store.compute_node_add_usage(host, -0.5, -64, -10, -1).await.unwrap();
+    store.compute_node_add_usage(host, -0.5, -64, -10, -1).await.unwrap();
+    let n5 = store.compute_node_get(host).await.unwrap().unwrap();
     assert_eq!((n5.mem_used, n5.mem_free, n5.disk_used, n5.running_containers), (812, 24105 - 812, 0, 0));
     assert_eq!(n5.cpu_used, 0.0);
-    let n6 = store.compute_node_add_usage(host, -2.0, -10_000, -5, -3).await.unwrap();
+    store.compute_node_add_usage(host, -2.0, -10_000, -5, -3).await.unwrap();
+    let n6 = store.compute_node_get(host).await.unwrap().unwrap();
     assert_eq!((n6.mem_used, n6.disk_used, n6.running_containers), (0, 0, 0));
     assert_eq!(n6.cpu_used, 0.0);
     assert!(matches!(store.compute_node_add_usage("nowhere", 1.0, 1, 1, 1).await, Err(StoreError::ComputeNodeNotFound { .. })));
