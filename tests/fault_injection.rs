@@ -101,10 +101,19 @@ fn docker_sock_ok() -> bool {
     out.is_ok_and(|o| o.stdout == b"OK")
 }
 
-/// The pid file's process is the daemon it names: alive and running `comm` (a pid file
-/// can outlive its process and the pid go to another; scripts/lib/common.sh, `pid_of`).
-fn pid_runs(pid: u32, comm: &str) -> bool {
-    pid_alive(pid) && std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == comm)
+/// The pid of the daemon `comm` that services.sh started: its pid file's, when that
+/// process is alive and runs `comm` (a pid file can outlive its process and the pid go to
+/// another; scripts/lib/common.sh, `pid_of`), else the first `pgrep -x comm`.
+fn daemon_pid(pidfile: &str, comm: &str) -> u32 {
+    std::fs::read_to_string(format!("{STATE_DIR}/{pidfile}"))
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|p| pid_alive(*p) && std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == comm))
+        .or_else(|| {
+            let out = Command::new("pgrep").args(["-x", comm]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
+        })
+        .unwrap_or_else(|| panic!("no {comm} pid"))
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -116,15 +125,7 @@ fn pid_alive(pid: u32) -> bool {
 
 /// Stops dockerd the way `scripts/services.sh stop` does (SIGTERM to its pid, wait).
 fn dockerd_stop() {
-    let pid = std::fs::read_to_string(format!("{STATE_DIR}/dockerd.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .filter(|p| pid_runs(*p, "dockerd"))
-        .or_else(|| {
-            let out = Command::new("pgrep").args(["-x", "dockerd"]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
-        })
-        .expect("no dockerd pid");
+    let pid = daemon_pid("dockerd.pid", "dockerd");
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(90);
     while pid_alive(pid) {
@@ -888,15 +889,7 @@ fn db_up() -> bool {
 /// Stops MariaDB the way `scripts/services.sh stop` does (SIGTERM to its pid, wait until
 /// it is gone and reaped).
 fn mariadb_stop() {
-    let pid = std::fs::read_to_string(format!("{STATE_DIR}/mariadb.pid"))
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .filter(|p| pid_runs(*p, "mariadbd"))
-        .or_else(|| {
-            let out = Command::new("pgrep").args(["-x", "mariadbd"]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).lines().next()?.trim().parse().ok()
-        })
-        .expect("no mariadbd pid");
+    let pid = daemon_pid("mariadb.pid", "mariadbd");
     let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
     let deadline = Instant::now() + Duration::from_secs(90);
     while pid_alive(pid) {
