@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = common::openstack::CREATE_WAIT;
 const BUSYBOX: &str = "127.0.0.1:5000/busybox:latest";
 const HTTPD: &str = "mkdir -p /www && echo hello-capsule > /www/index.html && trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait";
 const SLEEPER: &str = "trap 'exit 0' TERM; sleep 2147483647 & wait";

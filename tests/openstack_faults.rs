@@ -15,7 +15,7 @@ mod common;
 use common::openstack::*;
 use std::time::Duration;
 
-const RUNNING: Duration = Duration::from_secs(120);
+const RUNNING: Duration = common::openstack::CREATE_WAIT;
 const IMAGE: &[&str] = &["--image-pull-policy", "ifnotpresent", "busybox", "sleep", "3600"];
 
 /// Starts the service again when dropped, even when the test panics.

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-const RUNNING: Duration = Duration::from_secs(120);
+const RUNNING: Duration = common::openstack::CREATE_WAIT;
 const BUSYBOX: &str = "127.0.0.1:5000/busybox:latest";
 
 fn docker(args: &[&str]) -> (bool, String) {

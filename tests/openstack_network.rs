@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Duration;
 
-const WAIT: Duration = Duration::from_secs(120);
+const WAIT: Duration = common::openstack::CREATE_WAIT;
 const IMAGE: &str = "127.0.0.1:5000/busybox:latest";
 
 /// The worker's zun.conf sections for the stack (zun-compute's own option names).
@@ -20,8 +20,9 @@ fn stack_conf(stack: &Stack) -> String {
         "[keystone_auth]\nauth_type = password\nauth_url = {}\nusername = zun\npassword = zun\nproject_name = service\n\
          user_domain_name = Default\nproject_domain_name = Default\n\
          [neutron_client]\nregion_name = RegionOne\nendpoint_type = publicURL\n\
-         [network]\ndriver = kuryr\n",
-        stack.var("OS_AUTH_URL")
+         [network]\ndriver = kuryr\n{}",
+        stack.var("OS_AUTH_URL"),
+        common::openstack::STACK_DOCKER
     )
 }
 

@@ -10,7 +10,7 @@ use common::openstack::*;
 use serde_json::Value;
 use std::time::Duration;
 
-const RUNNING: Duration = Duration::from_secs(120);
+const RUNNING: Duration = common::openstack::CREATE_WAIT;
 const CINDER_CLIENT: &str = "[cinder_client]\nregion_name = RegionOne\nendpoint_type = publicURL\n";
 
 fn volume_show(stack: &Stack, id: &str) -> Option<Value> {

@@ -12,7 +12,7 @@ use common::openstack::*;
 use serde_json::Value;
 use std::time::Duration;
 
-const RUNNING: Duration = Duration::from_secs(120);
+const RUNNING: Duration = common::openstack::CREATE_WAIT;
 const IMAGE: &[&str] = &["--image-pull-policy", "ifnotpresent", "busybox", "sleep", "3600"];
 
 fn docker_exists(name: &str) -> bool {

@@ -24,6 +24,17 @@ use std::time::{Duration, Instant};
 
 const STATE: &str = "/var/tmp/zun-rs";
 
+/// How long a test waits for a create through the stack to settle (Running or Error).
+/// kuryr-libnetwork is one Python process that serves every endpoint of every test, and
+/// under the whole suite on two cores its CreateEndpoint has taken over a minute
+/// (pyroute2 reloading the host's links); the create's Docker start waits for it.
+pub const CREATE_WAIT: Duration = Duration::from_secs(240);
+
+/// The `[docker]` section of every stack worker: zun's 60 s Docker client timeout
+/// (`[docker] default_timeout`) is shorter than a start that waits on a loaded kuryr (see
+/// [`CREATE_WAIT`]), and a test here is never about that timeout.
+pub const STACK_DOCKER: &str = "[docker]\ndefault_timeout = 180\n";
+
 fn state_dir() -> PathBuf {
     PathBuf::from(std::env::var("ZUN_RS_STATE").unwrap_or_else(|_| STATE.into()))
 }
@@ -366,7 +377,7 @@ impl<'a> StackWorker<'a> {
              user_domain_name = Default\nproject_domain_name = Default\n\
              [placement_client]\nregion_name = RegionOne\nendpoint_type = publicURL\n\
              [neutron_client]\nregion_name = RegionOne\nendpoint_type = publicURL\n\
-             [network]\ndriver = kuryr\n{extra}\n",
+             [network]\ndriver = kuryr\n{STACK_DOCKER}{extra}\n",
             transport = stack.var("ZUNRS_OS_TRANSPORT_URL"),
             state = dir.path().display(),
             db = stack.var("ZUNRS_OS_DB_URL"),
