@@ -54,9 +54,9 @@ async fn create_run_and_every_operation_through_zun_rpcapi() {
     assert!(inspect["Config"]["Env"].as_array().unwrap().contains(&json!("K=V")));
 
     // Actions and events as zun-compute writes them.
-    let actions = zun.cmd_async("actions", json!({"uuid": uuid})).await.unwrap();
-    let create = actions.as_array().unwrap().iter().find(|a| a["action"] == "create").expect("create action");
-    assert!(create["finish_time"].is_string(), "{create}");
+    let finished = |name: &'static str| move |a: &Value| a["action"] == name && a["finish_time"].is_string();
+    let actions = wait_actions(&mut zun, &uuid, "the create action finished", |l| l.iter().any(finished("create"))).await;
+    let create = actions.iter().find(|a| finished("create")(a)).expect("create action");
     assert!(create["message"].is_null());
     let events: Vec<(&str, &str)> =
         create["events"].as_array().unwrap().iter().map(|e| (e["event"].as_str().unwrap(), e["result"].as_str().unwrap_or(""))).collect();
@@ -114,10 +114,10 @@ async fn create_run_and_every_operation_through_zun_rpcapi() {
     wait_row(&mut zun, &uuid, "Running after reboot", settled("Running")).await;
     rpc(&mut zun, &uuid, "container_kill", json!([null]), Some("kill")).await;
     wait_row(&mut zun, &uuid, "Stopped after kill", settled("Stopped")).await;
-    let actions = zun.cmd_async("actions", json!({"uuid": uuid})).await.unwrap();
-    for a in ["pause", "unpause", "stop", "start", "reboot", "kill"] {
-        let act = actions.as_array().unwrap().iter().find(|x| x["action"] == a).unwrap_or_else(|| panic!("no {a} action"));
-        assert!(act["finish_time"].is_string(), "{a} not finished: {act}");
+    let names = ["pause", "unpause", "stop", "start", "reboot", "kill"];
+    let actions = wait_actions(&mut zun, &uuid, "six actions finished", |l| names.iter().all(|n| l.iter().any(finished(n)))).await;
+    for a in names {
+        let act = actions.iter().find(|x| x["action"] == a).unwrap_or_else(|| panic!("no {a} action"));
         assert_eq!(act["events"][0]["result"], "Success", "{a}: {act}");
     }
     // commit to a local image
@@ -158,7 +158,9 @@ async fn missing_image_and_over_limit_memory_end_in_error_with_a_reason() {
     let reason = row["status_reason"].as_str().unwrap_or("");
     assert!(reason.contains("not found") || reason.contains("manifest unknown"), "{reason}");
     assert_eq!(row["host"], w.host.as_str());
-    let actions = zun.cmd_async("actions", json!({"uuid": a})).await.unwrap();
+    let actions =
+        wait_actions(&mut zun, &a, "the create action finished", |l| l.first().is_some_and(|x| x["finish_time"].is_string())).await;
+    let actions = Value::Array(actions);
     assert_eq!(actions[0]["message"], "Error", "{actions}");
     assert_eq!(actions[0]["events"][0]["result"], "Error", "{actions}");
     assert!(actions[0]["events"][0]["traceback"].as_str().unwrap_or("").contains("not found"), "{actions}");

@@ -264,6 +264,23 @@ pub async fn wait_row(zun: &mut ZunClient, uuid: &str, what: &str, pred: impl Fn
     wait_row_with(zun, json!({ "uuid": uuid }), what, pred).await
 }
 
+/// The container's actions (as zun's `ContainerAction.get_by_container_uuid` lists them,
+/// events included) once `pred` holds of them. A status is saved before the event and
+/// the action are finished (zun-compute's order too), so a test that waited for the status
+/// waits here for the action.
+pub async fn wait_actions(zun: &mut ZunClient, uuid: &str, what: &str, pred: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let actions = zun.cmd_async("actions", json!({ "uuid": uuid })).await.expect("actions");
+        let list = actions.as_array().cloned().unwrap_or_default();
+        if pred(&list) {
+            return list;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}; last actions: {actions}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// A row predicate: this status, and no task in progress.
 pub fn settled(status: &'static str) -> impl Fn(&Value) -> bool {
     move |r: &Value| r["status"] == status && r["task_state"].is_null()
