@@ -63,6 +63,14 @@ amqp_ok() {
   [ "${b// /}" = 1 ]
 }
 docker_ok() { [ "$(curl -s -m 3 --unix-socket "$DOCKER_SOCK" http://localhost/_ping 2>/dev/null)" = OK ]; }
+# /info takes libnetwork's controller lock and /_ping takes no lock. So a dockerd stuck in
+# docker 20.10's lock-order deadlock answers the ping and nothing else. The deadlock is
+# between getSvcRecords and processEndpointDelete (moby/libnetwork#2649, fixed after
+# Debian's 20.10.24); it happened here once when many containers were removed at the
+# same time.
+docker_info_ok() {
+  [ "$(curl -s -m 30 -o /dev/null -w '%{http_code}' --unix-socket "$DOCKER_SOCK" http://localhost/info 2>/dev/null)" = 200 ]
+}
 registry_ok() { [ "$(curl -s -m 3 -o /dev/null -w '%{http_code}' "http://$REGISTRY_ADDR/v2/" 2>/dev/null)" = 200 ]; }
 registry_has_busybox() {
   local t
@@ -227,8 +235,18 @@ rabbit_wait() {
 # ------------------------------------------------------------------ docker
 docker_up() {
   step dockerd
-  if docker_ok; then step_done "already running ($DOCKER_SOCK)"; return 0; fi
   local pid
+  if docker_ok; then
+    if docker_info_ok; then step_done "already running ($DOCKER_SOCK)"; return 0; fi
+    # Wedged: SIGQUIT makes dockerd write its goroutines to its log and exit at once,
+    # without cleanup. The start below then begins afresh; restart policies bring the
+    # containers back.
+    pid=$(pgrep -x dockerd | head -n 1)
+    echo "  dockerd pid $pid answers /_ping but not /info within 30 s: wedged; restarting it (goroutines in $STATE/dockerd.log)"
+    kill -QUIT "$pid" 2>/dev/null || true
+    if ! wait_for 30 "dockerd exit" "" eval "! alive $pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
+    wait_for 10 "dockerd exit" "" eval "! alive $pid" 2>/dev/null || die "dockerd pid $pid does not exit"
+  fi
   # never a second dockerd: if one exists (ours or not), only wait for it
   if pid=$(pgrep -x dockerd | head -n 1) && [ -n "$pid" ]; then
     echo "  dockerd pid $pid exists but $DOCKER_SOCK does not answer yet: waiting"
