@@ -34,6 +34,11 @@ use zun_compute_rs::docker::{ContainerCreateBody, DockerClient, DockerSettings, 
 use zun_compute_rs::oslo::{decode_body, BodyMeta, Container, Reply, RpcMessage};
 use zun_compute_rs::rpc::{Dispatcher, Endpoint, MethodFuture, Request};
 
+/// The worker's allocator (src/main.rs): the codec rows measure what the worker pays, and
+/// the serde_json floors beside them run on the same allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {

@@ -3,6 +3,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// mimalloc: the decode, the reply encode and the RPC server are allocation-bound
+/// (docs/benchmarks.md, "Issue 13, seventh round").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "zun-compute-rs", version, about = "A drop-in replacement for OpenStack Zun's zun-compute")]
 struct Cli {
