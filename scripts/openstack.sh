@@ -581,7 +581,7 @@ cmd_up() {
     printf '  %-10s %-44s %6s ms\n' "$s" "started ($(port_of "$s"))" "$(ms_since "$t0")" >&2
   done
   write_env
-  if ok_kuryr && ok_client && ok_neutron; then prune_kuryr_networks; fi
+  if ok_kuryr && ok_client && ok_neutron; then prune_kuryr_networks; prune_kuryr_links; fi
   log "up in $(ms_since "$T0") ms; env file $OS/env.sh"
 }
 
@@ -601,6 +601,36 @@ prune_kuryr_networks() {
     docker network rm "$n" >/dev/null 2>&1 && removed=$((removed + 1))
   done
   printf '  %-10s %-44s %6s ms\n' prune "$removed stale kuryr networks removed" "$(ms_since "$t0")" >&2
+}
+
+# kuryr's bridge binding makes a bridge `brq<network id[:11]>` per network and a veth pair
+# `tap<port id[:11]>` / `t_c<port id[:11]>` per endpoint. Neutron has no agent here to
+# remove them, so they outlive their network and port: several hundred had piled up on
+# this host, and every endpoint kuryr makes reloads the host's links (pyroute2), which
+# slowed its CreateEndpoint to over a minute under the suite. A bridge or tap goes when
+# no Neutron network or port has its id prefix. The links are listed before Neutron's
+# networks and ports, and kuryr makes the link after the Neutron object, so a link that
+# is being made right now is never taken for a stale one. Deleting the tap deletes its
+# peer.
+prune_kuryr_links() {
+  local t0 bridges taps nets ports l removed=0
+  t0=$(now_ns)
+  bridges=$(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^brq[0-9a-f-]{11}$' || true)
+  taps=$(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^tap[0-9a-f-]{11}$' || true)
+  if [ -z "$bridges$taps" ]; then return 0; fi
+  nets=$( (. "$OS/env.sh" && "$OS/venv/client/bin/openstack" network list -f value -c ID) 2>/dev/null) \
+    || { log "cannot list Neutron networks: stale kuryr links are left"; return 0; }
+  ports=$( (. "$OS/env.sh" && "$OS/venv/client/bin/openstack" port list -f value -c ID) 2>/dev/null) \
+    || { log "cannot list Neutron ports: stale kuryr links are left"; return 0; }
+  for l in $taps; do
+    grep -q "^${l#tap}" <<<"$ports" && continue
+    ip link del "$l" 2>/dev/null && removed=$((removed + 1))
+  done
+  for l in $bridges; do
+    grep -q "^${l#brq}" <<<"$nets" && continue
+    ip link del "$l" 2>/dev/null && removed=$((removed + 1))
+  done
+  printf '  %-10s %-44s %6s ms\n' prune "$removed stale kuryr bridges and veths removed" "$(ms_since "$t0")" >&2
 }
 
 stop_one() {

@@ -445,3 +445,45 @@ async fn network_create_and_delete_keep_zun_network_rows() {
     assert!(err.to_string().contains("is not a kuryr network"), "{err}");
     assert_eq!(remains, 1);
 }
+
+fn link_exists(name: &str) -> bool {
+    std::path::Path::new("/sys/class/net").join(name).exists()
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("ip");
+    assert!(out.status.success(), "ip {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// `openstack.sh up` removes the bridges (`brq<network id[:11]>`) and veth pairs
+/// (`tap<port id[:11]>` / `t_c<port id[:11]>`) kuryr left behind for networks and ports
+/// Neutron no longer has, and keeps the bridge of a network that exists.
+#[test]
+fn up_prunes_the_links_of_gone_networks_and_ports_and_keeps_live_ones() {
+    let _lock = StackLock::shared();
+    let stack = Stack::up();
+    let net = Network::create(&stack, "prune");
+    let live = format!("brq{}", &net.id[..11]);
+    // ids Neutron never gave out (random, like its own)
+    let gone_net = uuid::Uuid::new_v4().to_string();
+    let gone_port = uuid::Uuid::new_v4().to_string();
+    let (stale_br, stale_tap, stale_peer) =
+        (format!("brq{}", &gone_net[..11]), format!("tap{}", &gone_port[..11]), format!("t_c{}", &gone_port[..11]));
+    if !link_exists(&live) {
+        ip(&["link", "add", &live, "type", "bridge"]);
+    }
+    ip(&["link", "add", &stale_br, "type", "bridge"]);
+    ip(&["link", "add", &stale_tap, "type", "veth", "peer", "name", &stale_peer]);
+    let out = Command::new("bash").arg(repo_path("scripts/openstack.sh")).arg("up").output().expect("openstack.sh up");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "openstack.sh up: {err}");
+    let (br_left, tap_left, peer_left, live_left) =
+        (link_exists(&stale_br), link_exists(&stale_tap), link_exists(&stale_peer), link_exists(&live));
+    let _ = Command::new("ip").args(["link", "del", &live]).output();
+    for l in [&stale_br, &stale_tap] {
+        let _ = Command::new("ip").args(["link", "del", l.as_str()]).output();
+    }
+    assert!(!br_left && !tap_left && !peer_left, "stale links left (bridge {br_left}, tap {tap_left}, peer {peer_left}):\n{err}");
+    assert!(live_left, "the live network's bridge {live} was removed:\n{err}");
+    assert!(err.contains("stale kuryr bridges and veths removed"), "{err}");
+}
