@@ -19,6 +19,13 @@ bash scripts/openstack.sh up
 # Build every test binary once, then run the binaries side by side (scripts/run-tests.py:
 # the suite mostly waits on real services; binaries that stop a shared service run alone).
 # Arguments go to every test binary (e.g. a name filter).
+# A link that runs out of disk dies with SIGBUS, minutes in; say so first. A fresh build of
+# every test binary takes about 4 GiB of target/ (line tables only, see Cargo.toml).
+mkdir -p target
+free_kib=$(df -Pk target | awk 'NR == 2 {print $4}')
+if [ "${free_kib:-0}" -lt $((5 * 1024 * 1024)) ]; then
+  echo "test.sh: only $((free_kib / 1024)) MiB free where target/ is; a fresh build needs about 4 GiB" >&2
+fi
 build_json=$(mktemp)
 trap 'rm -f "$build_json"' EXIT
 cargo test --locked --workspace --no-run --lib --bins --tests --message-format=json-render-diagnostics >"$build_json"
