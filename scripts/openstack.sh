@@ -581,56 +581,49 @@ cmd_up() {
     printf '  %-10s %-44s %6s ms\n' "$s" "started ($(port_of "$s"))" "$(ms_since "$t0")" >&2
   done
   write_env
-  if ok_kuryr && ok_client && ok_neutron; then prune_kuryr_networks; prune_kuryr_links; fi
+  if ok_kuryr && ok_client && ok_neutron; then prune_kuryr_leftovers; fi
   log "up in $(ms_since "$T0") ms; env file $OS/env.sh"
 }
 
-# Docker keeps a kuryr network after its Neutron network is gone (a test killed midway, a
-# reset Neutron); every one of them costs dockerd time at each start. Docker's list is read
-# before Neutron's, so a network being made right now is never taken for a stale one.
-prune_kuryr_networks() {
-  local t0 docker_nets neutron_nets n removed=0
+# What kuryr leaves behind when its Neutron objects are gone (a test killed midway, a reset
+# Neutron), pruned at every `up`:
+# - Docker keeps a kuryr network after its Neutron network is gone; every one costs
+#   dockerd time at each start.
+# - kuryr's bridge binding makes a bridge `brq<network id[:11]>` per network and a veth
+#   pair `tap<port id[:11]>` / `t_c<port id[:11]>` per endpoint. Neutron has no agent here
+#   to remove them: several hundred had piled up on this host, and every endpoint kuryr
+#   makes reloads the host's links (pyroute2), which slowed its CreateEndpoint to over a
+#   minute under the suite. Deleting the tap deletes its peer.
+# Docker's networks and the host's links are listed before Neutron's networks and ports
+# (each listed once), and kuryr makes its network and links after the Neutron object, so
+# one being made right now is never taken for a stale one.
+prune_kuryr_leftovers() {
+  local t0 docker_nets bridges taps nets ports='' n l nets_rm=0 links_rm=0
   t0=$(now_ns)
-  docker_nets=$(docker network ls --filter driver=kuryr --format '{{.Name}}' 2>/dev/null) || return 0
-  [ -n "$docker_nets" ] || return 0
-  neutron_nets=$( (. "$OS/env.sh" && "$OS/venv/client/bin/openstack" network list -f value -c ID) 2>/dev/null) \
-    || { log "cannot list Neutron networks: stale kuryr networks are left"; return 0; }
-  for n in $docker_nets; do
-    grep -qxF "$n" <<<"$neutron_nets" && continue
-    [ "$(docker network inspect "$n" --format '{{len .Containers}}' 2>/dev/null)" = 0 ] || continue
-    docker network rm "$n" >/dev/null 2>&1 && removed=$((removed + 1))
-  done
-  printf '  %-10s %-44s %6s ms\n' prune "$removed stale kuryr networks removed" "$(ms_since "$t0")" >&2
-}
-
-# kuryr's bridge binding makes a bridge `brq<network id[:11]>` per network and a veth pair
-# `tap<port id[:11]>` / `t_c<port id[:11]>` per endpoint. Neutron has no agent here to
-# remove them, so they outlive their network and port: several hundred had piled up on
-# this host, and every endpoint kuryr makes reloads the host's links (pyroute2), which
-# slowed its CreateEndpoint to over a minute under the suite. A bridge or tap goes when
-# no Neutron network or port has its id prefix. The links are listed before Neutron's
-# networks and ports, and kuryr makes the link after the Neutron object, so a link that
-# is being made right now is never taken for a stale one. Deleting the tap deletes its
-# peer.
-prune_kuryr_links() {
-  local t0 bridges taps nets ports l removed=0
-  t0=$(now_ns)
+  docker_nets=$(docker network ls --filter driver=kuryr --format '{{.Name}}' 2>/dev/null || true)
   bridges=$(ip -o link show type bridge 2>/dev/null | awk -F': ' '{print $2}' | grep -E '^brq[0-9a-f-]{11}$' || true)
   taps=$(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep -E '^tap[0-9a-f-]{11}$' || true)
-  if [ -z "$bridges$taps" ]; then return 0; fi
+  [ -n "$docker_nets$bridges$taps" ] || return 0
   nets=$( (. "$OS/env.sh" && "$OS/venv/client/bin/openstack" network list -f value -c ID) 2>/dev/null) \
-    || { log "cannot list Neutron networks: stale kuryr links are left"; return 0; }
-  ports=$( (. "$OS/env.sh" && "$OS/venv/client/bin/openstack" port list -f value -c ID) 2>/dev/null) \
-    || { log "cannot list Neutron ports: stale kuryr links are left"; return 0; }
+    || { log "cannot list Neutron networks: stale kuryr networks and links are left"; return 0; }
+  if [ -n "$taps" ]; then
+    ports=$( (. "$OS/env.sh" && "$OS/venv/client/bin/openstack" port list -f value -c ID) 2>/dev/null) \
+      || { log "cannot list Neutron ports: stale kuryr veths are left"; taps=''; }
+  fi
+  for n in $docker_nets; do
+    grep -qxF "$n" <<<"$nets" && continue
+    [ "$(docker network inspect "$n" --format '{{len .Containers}}' 2>/dev/null)" = 0 ] || continue
+    docker network rm "$n" >/dev/null 2>&1 && nets_rm=$((nets_rm + 1))
+  done
   for l in $taps; do
     grep -q "^${l#tap}" <<<"$ports" && continue
-    ip link del "$l" 2>/dev/null && removed=$((removed + 1))
+    ip link del "$l" 2>/dev/null && links_rm=$((links_rm + 1))
   done
   for l in $bridges; do
     grep -q "^${l#brq}" <<<"$nets" && continue
-    ip link del "$l" 2>/dev/null && removed=$((removed + 1))
+    ip link del "$l" 2>/dev/null && links_rm=$((links_rm + 1))
   done
-  printf '  %-10s %-44s %6s ms\n' prune "$removed stale kuryr bridges and veths removed" "$(ms_since "$t0")" >&2
+  printf '  %-10s %-44s %6s ms\n' prune "$nets_rm networks, $links_rm bridges/veths removed" "$(ms_since "$t0")" >&2
 }
 
 stop_one() {
