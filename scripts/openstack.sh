@@ -117,7 +117,7 @@ start_daemon() {
   local name=$1; shift
   : >"$OS/log/$name.log"
   detach "$OS/log/$name.log" "$@"
-  echo $! >"$OS/run/$name.pid"
+  record_pid "$OS/run/$name.pid" $!
 }
 # serve NAME PORT APP [ENV=VAL...]: a WSGI app under gunicorn, waits for READY and HTTP
 serve() {
@@ -637,7 +637,7 @@ stop_one() {
     fi
     log "stopped $s (pid $pid)"
   fi
-  rm -f "$pf"
+  rm -f "$pf" "$pf.id"
   [ "$s" = kuryr ] && stop_kuryr_extras
   [ "$s" = cinder ] && { stop_one cinder-volume; stop_one cinder-scheduler; }
   return 0

@@ -113,7 +113,7 @@ layout() {
 epmd_up() {
   listening "$EPMD_PORT" && return 0
   ERL_EPMD_ADDRESS=127.0.0.1 detach "$BASE/epmd.log" epmd -port "$EPMD_PORT" -address 127.0.0.1
-  echo $! > "$BASE/epmd.pid"
+  record_pid "$BASE/epmd.pid" $!
   wait_until 10 "epmd on $EPMD_PORT" listening "$EPMD_PORT"
 }
 
@@ -133,7 +133,7 @@ launch() {
   for p in $(amqp_port "$i") $((DIST_BASE + i)); do
     listening "$p" && die "port $p is in use by something else"
   done
-  rm -f "$(ndir "$i")/beam.pid"
+  rm -f "$(ndir "$i")/beam.pid" "$(ndir "$i")/beam.pid.id"
   # (no inherited descriptor, the script lock or a test's, may live on in the daemon)
   ( close_inherited_fds; node_env "$i"; exec "$RMQ_BIN/rabbitmq-server" -detached ) >>"$(ndir "$i")/log/launch.out" 2>&1
 }
@@ -165,7 +165,7 @@ cmd_stop() {
   if [[ -s $BASE/epmd.pid ]]; then
     pid=$(pid_of "$BASE/epmd.pid") # nothing when the file is stale and its pid reused
     if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
-    rm -f "$BASE/epmd.pid"
+    rm -f "$BASE/epmd.pid" "$BASE/epmd.pid.id"
   fi
   if [[ ${1:-} == --purge ]]; then rm -rf "${BASE:?}"/zrs*; say "stopped, data removed"; else say "stopped"; fi
 }

@@ -51,7 +51,7 @@ step_done() { printf '  %-10s %-52s %6s ms\n' "$STEP" "$1" "$(ms_since "$STEP_T"
 start_bg() {
   local name=$1; shift
   detach "$STATE/$name.log" "$@"
-  echo $! >"$STATE/$name.pid"
+  record_pid "$STATE/$name.pid" $!
 }
 
 # ------------------------------------------------------------------ probes (cheap)
@@ -117,7 +117,7 @@ stop_pid() {  # stop_pid NAME PIDFILE SECONDS
       kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
-  rm -f "$pf"
+  rm -f "$pf" "$pf.id"
 }
 
 cmd_stop() {
@@ -139,7 +139,7 @@ cmd_stop() {
     fi
     if alive "$pid"; then kill -TERM "$pid" 2>/dev/null || true; fi
   fi
-  rm -f "$STATE/rabbitmq.pid"
+  rm -f "$STATE/rabbitmq.pid" "$STATE/rabbitmq.pid.id"
   echo "stopped"
 }
 

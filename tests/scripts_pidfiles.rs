@@ -2,8 +2,11 @@
 //! its process when a machine or a CI container restarts with the state directory kept,
 //! and the kernel hands the pid to someone else. `openstack.sh up` once took such a file
 //! for a hung zun-api of its own and killed the process that now had the pid (MariaDB).
-//! `pid_of` names a pid only when the process behind it started before the file was last
-//! written; these tests drive the real function in bash against real processes.
+//! `pid_of` names a pid when the record beside the file (`record_pid`: boot id and the
+//! process's start tick) matches the live process, and, for a file with no record, only
+//! when the process behind it started before the file was last written. A wall clock
+//! stepped forward once made every pid file of a running stack fail that second check.
+//! These tests drive the real functions in bash against real processes.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,4 +95,64 @@ fn a_pid_file_that_is_not_a_number_names_nobody() {
         assert_eq!(pid_of(&f), "", "pid file {junk:?}");
     }
     assert_eq!(pid_of(Path::new("/nonexistent/zunrs.pid")), "");
+}
+
+/// Runs `record_pid FILE PID` in bash with the project's helpers sourced.
+fn record_pid(file: &Path, pid: u32) {
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(r#"set -euo pipefail; ME=test; source "$1"; record_pid "$2" "$3""#)
+        .arg("bash")
+        .arg(common_sh())
+        .arg(file)
+        .arg(pid.to_string())
+        .output()
+        .expect("bash runs");
+    assert!(out.status.success(), "record_pid failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+fn id_file(f: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.id", f.display()))
+}
+
+#[test]
+fn a_recorded_pid_is_named_after_the_wall_clock_stepped() {
+    // a wall clock stepped forward after the stack started makes a live process look
+    // younger than its pid file (what the times of both files being an hour old stand
+    // for); the record (boot id, start tick) needs no clock, so the process is still ours
+    let p = Sleeper::start();
+    let f = temp_pidfile("stepped");
+    record_pid(&f, p.pid());
+    age(&f, "1 hour ago");
+    age(&id_file(&f), "1 hour ago");
+    assert_eq!(pid_of(&f), p.pid().to_string());
+}
+
+#[test]
+fn a_record_of_another_process_with_the_same_pid_names_nobody() {
+    // the pid was reused (another boot, another pid namespace): the live process's start
+    // tick is not the recorded one
+    let p = Sleeper::start();
+    let f = temp_pidfile("reused");
+    std::fs::write(&f, format!("{}\n", p.pid())).unwrap();
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    std::fs::write(id_file(&f), format!("{} {} 1\n", p.pid(), boot.trim())).unwrap();
+    assert_eq!(pid_of(&f), "", "a record of another process named the live one");
+    std::fs::write(id_file(&f), format!("{} not-this-boot 1\n", p.pid())).unwrap();
+    assert_eq!(pid_of(&f), "");
+}
+
+#[test]
+fn a_daemons_own_pid_file_is_recorded_once_it_passes() {
+    // a pid file the daemon wrote itself has no record: the clock check decides once,
+    // then the record does, so a later clock step cannot make it look stale
+    let p = Sleeper::start();
+    let f = temp_pidfile("daemon");
+    std::fs::write(&f, format!("{}\n", p.pid())).unwrap();
+    assert_eq!(pid_of(&f), p.pid().to_string());
+    let rec = std::fs::read_to_string(id_file(&f)).expect("pid_of wrote a record");
+    assert!(rec.starts_with(&format!("{} ", p.pid())), "{rec}");
+    age(&f, "1 hour ago");
+    age(&id_file(&f), "1 hour ago");
+    assert_eq!(pid_of(&f), p.pid().to_string());
 }

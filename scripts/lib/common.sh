@@ -9,7 +9,8 @@ fail_with_log() { # fail_with_log LOGFILE MESSAGE: the log's tail, then die
   if [ -f "$1" ]; then echo "--- last lines of $1:" >&2; tail -n 30 "$1" >&2; fi
   die "$2"
 }
-# started_at PID: when PID started, in whole seconds since the epoch; empty when unknown
+# started_at PID: when PID started, in whole seconds since the epoch; empty when unknown.
+# Derived from the boot time, so a step of the wall clock since then moves it.
 started_at() {
   local st btime
   st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
@@ -18,19 +19,52 @@ started_at() {
   set -- ${st##*) }
   if [ -n "$btime" ] && [ $# -ge 20 ]; then echo $(( btime + ${20} / $(getconf CLK_TCK) )); fi
 }
+# start_ticks PID: when PID started, in clock ticks since boot (no wall clock involved);
+# empty when there is no such process
+start_ticks() {
+  local st
+  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  # shellcheck disable=SC2086 # split the fields after "(comm) "; starttime is field 22
+  set -- ${st##*) }
+  if [ $# -ge 20 ]; then echo "${20}"; fi
+}
+boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || true; }
+# record_pid FILE PID: writes the pid file and, beside it, FILE.id: "PID BOOT_ID START_TICKS",
+# which pid_of checks instead of the wall clock
+record_pid() {
+  echo "$2" >"$1"
+  echo "$2 $(boot_id) $(start_ticks "$2")" >"$1.id"
+}
 # pid_of FILE: the pid a pid file names, or nothing. A pid file can outlive its process (a
-# machine or container restarted with the state directory kept) and the kernel reuses pids,
-# so a live process that started after the file was last written is someone else's: the
-# file is stale and pid_of names nobody. (A daemon's own pid file is written after it
-# starts, ours right after the fork; 2 s of slack covers the clocks' rounding.)
+# machine or container restarted with the state directory kept, a CI run in another pid
+# namespace) and the kernel reuses pids, so a live process behind the pid may be someone
+# else's, which pid_of must not name (callers kill what it names).
+# - With a FILE.id record (record_pid) at least as new as the file: the pid is ours when
+#   the boot and the process's start tick are the recorded ones. The wall clock plays no
+#   part: a clock stepped forward once made every pid file of a running stack look stale
+#   (the old check below), and `openstack.sh stop` then stopped nothing.
+# - Without one (a pid file a daemon wrote itself): a live process that started after the
+#   file was last written is someone else's (2 s of slack covers the clocks' rounding);
+#   when the pid passes, the record is written so that later checks need no clock.
+# A dead pid is still named, so that callers see the process exit.
 pid_of() {
   [ -f "$1" ] || return 0
-  local pid start written
+  local pid start at written rpid rboot rstart
   pid=$(head -c 64 "$1" 2>/dev/null) || true # without its trailing newline
   case $pid in '' | *[!0-9]*) return 0 ;; esac
-  start=$(started_at "$pid")
-  written=$(stat -c %Y "$1" 2>/dev/null || echo 0)
-  if [ -n "$start" ] && [ "$start" -gt $((written + 2)) ]; then return 0; fi
+  start=$(start_ticks "$pid")
+  if [ -f "$1.id" ] && ! [ "$1" -nt "$1.id" ] \
+    && read -r rpid rboot rstart _ <"$1.id" 2>/dev/null && [ "$rpid" = "$pid" ]; then
+    if [ -n "$start" ] && { [ "$rboot" != "$(boot_id)" ] || [ "$rstart" != "$start" ]; }; then return 0; fi
+    echo "$pid"
+    return 0
+  fi
+  if [ -n "$start" ]; then
+    written=$(stat -c %Y "$1" 2>/dev/null || echo 0)
+    at=$(started_at "$pid")
+    if [ -n "$at" ] && [ "$at" -gt $((written + 2)) ]; then return 0; fi
+    echo "$pid $(boot_id) $start" >"$1.id" 2>/dev/null || true
+  fi
   echo "$pid"
 }
 # alive PID: a live process (a zombie waiting to be reaped counts as dead)
