@@ -9,16 +9,6 @@ fail_with_log() { # fail_with_log LOGFILE MESSAGE: the log's tail, then die
   if [ -f "$1" ]; then echo "--- last lines of $1:" >&2; tail -n 30 "$1" >&2; fi
   die "$2"
 }
-# started_at PID: when PID started, in whole seconds since the epoch; empty when unknown.
-# Derived from the boot time, so a step of the wall clock since then moves it.
-started_at() {
-  local st btime
-  st=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-  btime=$(sed -n 's/^btime //p' /proc/stat)
-  # shellcheck disable=SC2086 # split the fields after "(comm) "; starttime is field 22
-  set -- ${st##*) }
-  if [ -n "$btime" ] && [ $# -ge 20 ]; then echo $(( btime + ${20} / $(getconf CLK_TCK) )); fi
-}
 # start_ticks PID: when PID started, in clock ticks since boot (no wall clock involved);
 # empty when there is no such process
 start_ticks() {
@@ -27,6 +17,14 @@ start_ticks() {
   # shellcheck disable=SC2086 # split the fields after "(comm) "; starttime is field 22
   set -- ${st##*) }
   if [ $# -ge 20 ]; then echo "${20}"; fi
+}
+# started_at PID: when PID started, in whole seconds since the epoch; empty when unknown.
+# Derived from the boot time, so a step of the wall clock since then moves it.
+started_at() {
+  local t btime
+  t=$(start_ticks "$1")
+  btime=$(sed -n 's/^btime //p' /proc/stat)
+  if [ -n "$t" ] && [ -n "$btime" ]; then echo $(( btime + t / $(getconf CLK_TCK) )); fi
 }
 boot_id() { cat /proc/sys/kernel/random/boot_id 2>/dev/null || true; }
 # record_pid FILE PID: writes the pid file and, beside it, FILE.id: "PID BOOT_ID START_TICKS",
