@@ -15,18 +15,25 @@ fn common_sh() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/lib/common.sh")
 }
 
-/// Runs `pid_of FILE` in bash with the project's helpers sourced; its stdout, trimmed.
-fn pid_of(file: &Path) -> String {
+/// Runs one of common.sh's functions in bash with the project's helpers sourced; its
+/// stdout, trimmed.
+fn common_fn(name: &str, args: &[&std::ffi::OsStr]) -> String {
     let out = Command::new("bash")
         .arg("-c")
-        .arg(r#"set -euo pipefail; ME=test; source "$1"; pid_of "$2""#)
+        .arg(r#"set -euo pipefail; ME=test; source "$1"; f=$2; shift 2; "$f" "$@""#)
         .arg("bash")
         .arg(common_sh())
-        .arg(file)
+        .arg(name)
+        .args(args)
         .output()
         .expect("bash runs");
-    assert!(out.status.success(), "pid_of failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{name} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).expect("utf-8").trim().to_string()
+}
+
+/// `pid_of FILE`
+fn pid_of(file: &Path) -> String {
+    common_fn("pid_of", &[file.as_os_str()])
 }
 
 /// Sets a file's modification time to `ago` before now (coreutils `touch -d`).
@@ -97,18 +104,9 @@ fn a_pid_file_that_is_not_a_number_names_nobody() {
     assert_eq!(pid_of(Path::new("/nonexistent/zunrs.pid")), "");
 }
 
-/// Runs `record_pid FILE PID` in bash with the project's helpers sourced.
+/// `record_pid FILE PID`
 fn record_pid(file: &Path, pid: u32) {
-    let out = Command::new("bash")
-        .arg("-c")
-        .arg(r#"set -euo pipefail; ME=test; source "$1"; record_pid "$2" "$3""#)
-        .arg("bash")
-        .arg(common_sh())
-        .arg(file)
-        .arg(pid.to_string())
-        .output()
-        .expect("bash runs");
-    assert!(out.status.success(), "record_pid failed: {}", String::from_utf8_lossy(&out.stderr));
+    common_fn("record_pid", &[file.as_os_str(), pid.to_string().as_ref()]);
 }
 
 fn id_file(f: &Path) -> PathBuf {
